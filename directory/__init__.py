@@ -1,0 +1,78 @@
+"""CareMap NYC: a directory of clinics that treat people in the sex trade with respect."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from flask import Flask, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from directory.config import PROJECT_ROOT, Settings
+from directory.extensions import csrf, db, limiter, migrate
+from directory.privacy import PathOnlyAccessLog, quiet_werkzeug_access_log
+from directory.security import register_security
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the app: settings, extensions, blueprints, error pages, commands."""
+    app = Flask(
+        __name__,
+        instance_path=str(PROJECT_ROOT / "instance"),
+        template_folder=str(PROJECT_ROOT / "templates"),
+        static_folder=str(PROJECT_ROOT / "static"),
+    )
+    settings = settings or Settings.from_env(Path(app.instance_path))
+    app.config.from_mapping(settings.flask_config())
+    app.config["SETTINGS"] = settings
+    register_extensions(app)
+    register_blueprints(app)
+    register_security(app)
+    register_errorhandlers(app)
+    register_logging(app)
+    register_commands(app)
+    return app
+
+
+def register_extensions(app: Flask) -> None:
+    """Bind the unbound extensions to this app."""
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
+    csrf.init_app(app)
+    limiter.init_app(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    """One blueprint per audience."""
+    from directory.public import bp as public_bp
+
+    app.register_blueprint(public_bp)
+
+
+def register_errorhandlers(app: Flask) -> None:
+    """Friendly pages for every error, in the site's own layout."""
+
+    def render_error(error: HTTPException) -> tuple[str, int]:
+        code = error.code or 500
+        return render_template("error.html", code=code, error=error), code
+
+    for code in (400, 404, 405, 413, 414, 429, 431, 500):
+        app.register_error_handler(code, render_error)
+
+
+def register_logging(app: Flask) -> None:
+    """Replace werkzeug's access log, which records addresses and query strings."""
+    quiet_werkzeug_access_log()
+    access_log = PathOnlyAccessLog(logging.getLogger("caremap.access"))
+
+    @app.after_request
+    def log_request(response):  # type: ignore[no-untyped-def]
+        access_log(request.method, request.path, response.status_code)
+        return response
+
+
+def register_commands(app: Flask) -> None:
+    """Command-line tools: `flask import-clinics`."""
+    from directory.cli import register
+
+    register(app)
