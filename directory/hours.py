@@ -34,7 +34,7 @@ _RANGE = re.compile(_TIME + r"\s*(?:-|–|to)\s*" + _TIME, re.I)
 
 @dataclass(frozen=True)
 class Interval:
-    """One opening interval in local minutes; closes <= opens means it runs past midnight."""
+    """One opening interval in local minutes; closes < opens means it runs past midnight."""
 
     opens: int
     closes: int
@@ -107,7 +107,7 @@ def is_open(schedules: Iterable[tuple[str, int, int]], when: datetime) -> bool:
     """Whether weekly hours (byday, opens, closes) are open at the instant `when`."""
     today, yesterday, minute = local_day_and_minute(when)
     for byday, opens, closes in schedules:
-        overnight = closes <= opens
+        overnight = closes < opens
         if byday == today and opens <= minute and (overnight or minute < closes):
             return True
         if byday == yesterday and overnight and minute < closes:
@@ -118,7 +118,7 @@ def is_open(schedules: Iterable[tuple[str, int, int]], when: datetime) -> bool:
 def open_at_clause(when: datetime) -> ColumnElement[bool]:
     """SQL condition on Schedule rows that are open at `when`: the SQL twin of is_open."""
     today, yesterday, minute = local_day_and_minute(when)
-    overnight = Schedule.closes_minute <= Schedule.opens_minute
+    overnight = Schedule.closes_minute < Schedule.opens_minute
     return or_(
         and_(
             Schedule.byday == today,
@@ -133,13 +133,13 @@ def evening_clause() -> ColumnElement[bool]:
     """SQL condition on Schedule rows open at some time after 5 pm."""
     return or_(
         Schedule.closes_minute > EVENING_MINUTE,
-        Schedule.closes_minute <= Schedule.opens_minute,
+        Schedule.closes_minute < Schedule.opens_minute,
     )
 
 
 def weekend_clause() -> ColumnElement[bool]:
     """SQL condition on Schedule rows for Saturday or Sunday."""
-    return Schedule.byday.in_(WEEKEND)
+    return and_(Schedule.byday.in_(WEEKEND), Schedule.opens_minute != Schedule.closes_minute)
 
 
 def format_minute(minute: int) -> str:

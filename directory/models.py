@@ -200,9 +200,10 @@ class _FactMixin:
 class Schedule(_FactMixin, db.Model):
     """Weekly opening hours for one day (HSDS schedule: freq=WEEKLY, byday, opens/closes).
 
-    Times are minutes after local midnight in America/New_York. A closing minute at or
-    before the opening minute means the hours run past midnight into the next day; a
-    closing minute of 1440 is midnight at the end of the day.
+    Times are minutes after local midnight in America/New_York. A closing minute before
+    the opening minute means the hours run past midnight into the next day; a closing
+    minute of 1440 is midnight at the end of the day. A row with opens == closes (0, 0)
+    records a day the source says is closed, so "closed" stays apart from "not known".
     """
 
     __tablename__ = "schedule"
