@@ -36,6 +36,8 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 def register_extensions(app: Flask) -> None:
     """Bind the unbound extensions to this app."""
+    import directory.models  # noqa: F401  (registers the tables on db.metadata)
+
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
     csrf.init_app(app)
