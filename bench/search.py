@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import random
 import re
-import statistics
 import sys
 import time
 from datetime import UTC, date, datetime

@@ -25,6 +25,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env(Path(app.instance_path))
     app.config.from_mapping(settings.flask_config())
     app.config["SETTINGS"] = settings
+    register_proxy(app, settings.trusted_proxies)
     register_extensions(app)
     register_blueprints(app)
     register_security(app)
@@ -32,6 +33,20 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_logging(app)
     register_commands(app)
     return app
+
+
+def register_proxy(app: Flask, trusted_proxies: int) -> None:
+    """Behind a reverse proxy, take the client address from the proxy's header.
+
+    Without it every visitor would share the proxy's address and so one rate-limit key.
+    The address still goes nowhere but the hashed limiter key (see privacy.py).
+    """
+    if trusted_proxies > 0:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=trusted_proxies, x_proto=trusted_proxies
+        )
 
 
 def register_extensions(app: Flask) -> None:
@@ -65,7 +80,14 @@ def register_errorhandlers(app: Flask) -> None:
 def register_logging(app: Flask) -> None:
     """Replace werkzeug's access log, which records addresses and query strings."""
     quiet_werkzeug_access_log()
-    access_log = PathOnlyAccessLog(logging.getLogger("caremap.access"))
+    logger = logging.getLogger("caremap.access")
+    if not app.testing and not logging.getLogger().handlers and not logger.handlers:
+        # No time stamp in the format: the time of a request is itself identifying.
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(name)s %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    access_log = PathOnlyAccessLog(logger)
 
     @app.after_request
     def log_request(response):  # type: ignore[no-untyped-def]

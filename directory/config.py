@@ -40,6 +40,8 @@ class Settings:
     quick_exit_url: str = "https://www.weather.gov/"
     search_rate_limit: str = "120 per minute"
     per_page: int = 20
+    # How many reverse proxies in front of the app set X-Forwarded-For / -Proto.
+    trusted_proxies: int = 0
     testing: bool = False
     extra: dict[str, object] = field(default_factory=dict)
 
@@ -59,9 +61,12 @@ class Settings:
             database_url=db_url,
             ratelimit_storage_uri=os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),
             map_tiles_url=os.environ.get("MAP_TILES_URL", DEFAULT_TILES),
-            map_tiles_attribution=os.environ.get("MAP_TILES_ATTRIBUTION", DEFAULT_TILES_ATTRIBUTION),
+            map_tiles_attribution=os.environ.get(
+                "MAP_TILES_ATTRIBUTION", DEFAULT_TILES_ATTRIBUTION
+            ),
             site_title=os.environ.get("SITE_TITLE", "Health services"),
             quick_exit_url=os.environ.get("QUICK_EXIT_URL", "https://www.weather.gov/"),
+            trusted_proxies=int(os.environ.get("TRUSTED_PROXIES", "0") or 0),
         )
 
     def flask_config(self) -> dict[str, object]:

@@ -9,7 +9,6 @@ nullable booleans where None means "not known yet", never "no".
 from __future__ import annotations
 
 from datetime import date
-from typing import Optional
 
 from sqlalchemy import (
     Boolean,
@@ -24,14 +23,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from directory.extensions import db
+from directory.extensions import Model
 
 # Statuses of a location. Closed sites keep their page but never appear in search.
 ACTIVE = "active"
 CLOSED = "closed"
 
 
-class Source(db.Model):
+class Source(Model):
     """A published dataset (or, later, a moderator check) that facts come from."""
 
     __tablename__ = "source"
@@ -40,7 +39,7 @@ class Source(db.Model):
     key: Mapped[str] = mapped_column(String(64), unique=True)
     title: Mapped[str] = mapped_column(String(300))
     publisher: Mapped[str] = mapped_column(String(300))
-    url: Mapped[Optional[str]] = mapped_column(String(500))
+    url: Mapped[str | None] = mapped_column(String(500))
     as_of: Mapped[date] = mapped_column(Date)
     # Free text such as "newest date inside the data"; shown on /about.
     as_of_note: Mapped[str] = mapped_column(Text, default="")
@@ -48,7 +47,7 @@ class Source(db.Model):
     caveats: Mapped[str] = mapped_column(Text, default="")
 
 
-class Neighbourhood(db.Model):
+class Neighbourhood(Model):
     """A 2020 Neighborhood Tabulation Area, with the centroid used for name searches."""
 
     __tablename__ = "neighbourhood"
@@ -61,20 +60,20 @@ class Neighbourhood(db.Model):
     longitude: Mapped[float] = mapped_column(Float)
 
 
-class Organization(db.Model):
+class Organization(Model):
     """The body that runs one or more locations (HSDS organization)."""
 
     __tablename__ = "organization"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(300))
-    website: Mapped[Optional[str]] = mapped_column(String(500))
+    website: Mapped[str | None] = mapped_column(String(500))
 
     locations: Mapped[list[Location]] = relationship(back_populates="organization")
     services: Mapped[list[Service]] = relationship(back_populates="organization")
 
 
-class Location(db.Model):
+class Location(Model):
     """A physical site where care is given: what a person walks into (HSDS location)."""
 
     __tablename__ = "location"
@@ -90,27 +89,27 @@ class Location(db.Model):
     import_key: Mapped[str] = mapped_column(String(300), unique=True)
     name: Mapped[str] = mapped_column(String(300))
     address_1: Mapped[str] = mapped_column(String(300))
-    address_2: Mapped[Optional[str]] = mapped_column(String(300))
+    address_2: Mapped[str | None] = mapped_column(String(300))
     city: Mapped[str] = mapped_column(String(100))
     state: Mapped[str] = mapped_column(String(2), default="NY")
     postal_code: Mapped[str] = mapped_column(String(10), index=True)
-    borough: Mapped[Optional[str]] = mapped_column(String(40))
+    borough: Mapped[str | None] = mapped_column(String(40))
     latitude: Mapped[float] = mapped_column(Float)
     longitude: Mapped[float] = mapped_column(Float)
     # "site" when the coordinates are the building's; "zip" when only a ZIP centroid.
     coordinates_precision: Mapped[str] = mapped_column(String(8), default="site")
-    neighbourhood_id: Mapped[Optional[int]] = mapped_column(ForeignKey("neighbourhood.id"))
-    phone: Mapped[Optional[str]] = mapped_column(String(40))
-    website: Mapped[Optional[str]] = mapped_column(String(500))
-    transit: Mapped[Optional[str]] = mapped_column(Text)
+    neighbourhood_id: Mapped[int | None] = mapped_column(ForeignKey("neighbourhood.id"))
+    phone: Mapped[str | None] = mapped_column(String(40))
+    website: Mapped[str | None] = mapped_column(String(500))
+    transit: Mapped[str | None] = mapped_column(Text)
     # What kind of place the source calls it ("Community Health Center", "Hospital").
-    category: Mapped[Optional[str]] = mapped_column(String(100))
+    category: Mapped[str | None] = mapped_column(String(100))
     status: Mapped[str] = mapped_column(String(16), default=ACTIVE, index=True)
     # False until a CareMap moderator has checked the listing by hand.
     moderator_checked: Mapped[bool] = mapped_column(Boolean, default=False)
 
     organization: Mapped[Organization] = relationship(back_populates="locations")
-    neighbourhood: Mapped[Optional[Neighbourhood]] = relationship()
+    neighbourhood: Mapped[Neighbourhood | None] = relationship()
     provenance: Mapped[list[Provenance]] = relationship(
         back_populates="location", cascade="all, delete-orphan"
     )
@@ -119,7 +118,7 @@ class Location(db.Model):
     )
 
 
-class Provenance(db.Model):
+class Provenance(Model):
     """Where one of a location's own fields (address, phone, status…) comes from."""
 
     __tablename__ = "provenance"
@@ -131,13 +130,13 @@ class Provenance(db.Model):
     field: Mapped[str] = mapped_column(String(32))
     source_id: Mapped[int] = mapped_column(ForeignKey("source.id"))
     verified_on: Mapped[date] = mapped_column(Date)
-    note: Mapped[Optional[str]] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(Text)
 
     location: Mapped[Location] = relationship(back_populates="provenance")
     source: Mapped[Source] = relationship()
 
 
-class Service(db.Model):
+class Service(Model):
     """A service an organization offers, tagged with one code of our taxonomy."""
 
     __tablename__ = "service"
@@ -151,7 +150,7 @@ class Service(db.Model):
     organization: Mapped[Organization] = relationship(back_populates="services")
 
 
-class ServiceAtLocation(db.Model):
+class ServiceAtLocation(Model):
     """A service offered at a location; owns that service's hours, languages and policies."""
 
     __tablename__ = "service_at_location"
@@ -165,9 +164,9 @@ class ServiceAtLocation(db.Model):
     source_id: Mapped[int] = mapped_column(ForeignKey("source.id"))
     verified_on: Mapped[date] = mapped_column(Date)
     # Why the source supports this service, when it is not stated as a plain field.
-    note: Mapped[Optional[str]] = mapped_column(Text)
-    walk_in: Mapped[Optional[bool]] = mapped_column(Boolean)
-    telehealth: Mapped[Optional[bool]] = mapped_column(Boolean)
+    note: Mapped[str | None] = mapped_column(Text)
+    walk_in: Mapped[bool | None] = mapped_column(Boolean)
+    telehealth: Mapped[bool | None] = mapped_column(Boolean)
 
     service: Mapped[Service] = relationship()
     location: Mapped[Location] = relationship(back_populates="services")
@@ -197,7 +196,7 @@ class _FactMixin:
     verified_on: Mapped[date] = mapped_column(Date)
 
 
-class Schedule(_FactMixin, db.Model):
+class Schedule(_FactMixin, Model):
     """Weekly opening hours for one day (HSDS schedule: freq=WEEKLY, byday, opens/closes).
 
     Times are minutes after local midnight in America/New_York. A closing minute before
@@ -213,12 +212,12 @@ class Schedule(_FactMixin, db.Model):
     opens_minute: Mapped[int] = mapped_column(Integer)
     closes_minute: Mapped[int] = mapped_column(Integer)
     # The hours as the source wrote them, kept so a reader can check our reading.
-    description: Mapped[Optional[str]] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(String(200))
 
     service_at_location: Mapped[ServiceAtLocation] = relationship(back_populates="schedules")
 
 
-class Language(_FactMixin, db.Model):
+class Language(_FactMixin, Model):
     """A language staff speak for a service at a location."""
 
     __tablename__ = "language"
@@ -230,28 +229,28 @@ class Language(_FactMixin, db.Model):
     service_at_location: Mapped[ServiceAtLocation] = relationship(back_populates="languages")
 
 
-class CostOption(_FactMixin, db.Model):
+class CostOption(_FactMixin, Model):
     """A way to pay (free, sliding fee, Medicaid…) and whether it is available."""
 
     __tablename__ = "cost_option"
     __table_args__ = (Index("ix_cost_option_option", "option"),)
 
     option: Mapped[str] = mapped_column(String(40))
-    available: Mapped[Optional[bool]] = mapped_column(Boolean)
-    description: Mapped[Optional[str]] = mapped_column(Text)
+    available: Mapped[bool | None] = mapped_column(Boolean)
+    description: Mapped[str | None] = mapped_column(Text)
 
     service_at_location: Mapped[ServiceAtLocation] = relationship(back_populates="cost_options")
 
 
-class RequiredDocument(_FactMixin, db.Model):
+class RequiredDocument(_FactMixin, Model):
     """A document (ID, insurance card, proof of income) and whether it is asked for."""
 
     __tablename__ = "required_document"
     __table_args__ = (Index("ix_required_document_document", "document"),)
 
     document: Mapped[str] = mapped_column(String(40))
-    required: Mapped[Optional[bool]] = mapped_column(Boolean)
-    description: Mapped[Optional[str]] = mapped_column(Text)
+    required: Mapped[bool | None] = mapped_column(Boolean)
+    description: Mapped[str | None] = mapped_column(Text)
 
     service_at_location: Mapped[ServiceAtLocation] = relationship(
         back_populates="required_documents"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 from datetime import UTC, datetime
 
 from flask import current_app, request
@@ -44,6 +45,21 @@ class PathOnlyAccessLog:
         self.logger.info("%s %s %s", method, path, status)
 
 
+# Werkzeug starts each line about a request with "ADDRESS - - [DATE TIME]".
+_WERKZEUG_REQUEST_LINE = re.compile(r"^\S+ - - \[")
+
+
+class _DropWerkzeugRequestLines(logging.Filter):
+    """Drops werkzeug's lines about a request, which carry the address, time and request."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep a record only if it is not about one request."""
+        return not _WERKZEUG_REQUEST_LINE.match(str(record.msg))
+
+
 def quiet_werkzeug_access_log() -> None:
-    """Silence werkzeug's own access log, which writes the client address and query string."""
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    """Silence werkzeug's access log and its error lines about malformed requests."""
+    logger = logging.getLogger("werkzeug")
+    logger.setLevel(logging.WARNING)
+    if not any(isinstance(f, _DropWerkzeugRequestLines) for f in logger.filters):
+        logger.addFilter(_DropWerkzeugRequestLines())

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, exists, func, select
+from sqlalchemy import Select, exists, func, select
 from sqlalchemy.orm import selectinload
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -84,20 +84,33 @@ class SearchQuery:
             args["page"] = query.page
         return args
 
-    def filter_labels(self) -> list[tuple[str, str]]:
-        """(filter name, label) for every filter in use, to name what could be loosened."""
-        labels: list[tuple[str, str]] = []
-        labels += [("cost", COST_FILTERS[c]) for c in self.cost]
+    def filters_in_use(self) -> list[tuple[str, str, str]]:
+        """(filter name, value, label) for every filter in use; languages count as one."""
+        used: list[tuple[str, str, str]] = []
+        used += [("cost", c, COST_FILTERS[c]) for c in self.cost]
         if self.lang:
             names = ", ".join(LANGUAGES.get(code, code) for code in self.lang)
-            labels.append(("lang", f"Language: {names}"))
-        labels += [("service", SERVICES[s]) for s in self.service]
-        labels += [("hours", HOURS_FILTERS[h]) for h in self.hours]
+            used.append(("lang", "", f"Language: {names}"))
+        used += [("service", s, SERVICES[s]) for s in self.service]
+        used += [("hours", h, HOURS_FILTERS[h]) for h in self.hours]
         if self.walk_in:
-            labels.append(("walk_in", "Walk-in"))
+            used.append(("walk_in", "", "Walk-in"))
         if self.no_id:
-            labels.append(("no_id", "No ID needed"))
-        return labels
+            used.append(("no_id", "", "No ID needed"))
+        return used
+
+    def filter_labels(self) -> list[tuple[str, str]]:
+        """(filter name, label) for every filter in use, for the page to show."""
+        return [(name, label) for name, _value, label in self.filters_in_use()]
+
+    def without(self, name: str, value: str) -> SearchQuery:
+        """The same search with one filter (or all languages) taken off."""
+        changes: dict[str, Any] = {}
+        if name in ("cost", "service", "hours"):
+            changes[name] = tuple(v for v in getattr(self, name) if v != value)
+        else:
+            changes[name] = () if name == "lang" else False
+        return replace(self, page=1, **changes)
 
 
 @dataclass
@@ -261,23 +274,14 @@ def search(query: SearchQuery, now: datetime, per_page: int = 20) -> SearchPage:
 def loosen_hints(query: SearchQuery, now: datetime) -> list[str]:
     """For an empty result, say which single filter to drop and how many clinics it frees."""
     hints = []
-    for name, label in query.filter_labels():
-        if name in ("cost", "service", "hours"):
-            values = tuple(v for v in getattr(query, name) if label != _label(name, v))
-            relaxed = replace(query, **{name: values})
-        else:
-            relaxed = replace(query, **{name: () if name == "lang" else False})
-        count = _count(filter_conditions(relaxed, now))
+    for name, value, label in query.filters_in_use():
+        count = _count(filter_conditions(query.without(name, value), now))
         if count:
             plural = "clinic" if count == 1 else "clinics"
             hints.append(f"Remove “{label}” to see {count} {plural} in the city.")
-    if not hints and query.filter_labels():
+    if not hints and query.filters_in_use():
         hints.append("Try removing some filters: no clinic in our list matches all of them.")
     return hints
-
-
-def _label(name: str, value: str) -> str:
-    return {"cost": COST_FILTERS, "service": SERVICES, "hours": HOURS_FILTERS}[name][value]
 
 
 @dataclass

@@ -35,8 +35,10 @@ def test_a_person_near_10011_finds_free_spanish_care_nearest_first(app) -> None:
     assert names == ["Near free Spanish", "Mid free Spanish", "Far free Spanish"]
     distances = [hit.distance_miles for hit in page.hits]
     assert distances == sorted(distances)
-    assert distances[0] is not None and distances[0] < 1
-    assert page.place is not None and page.place.kind == "zip"
+    assert distances[0] is not None
+    assert distances[0] < 1
+    assert page.place is not None
+    assert page.place.kind == "zip"
 
 
 def test_unknown_facts_never_count_as_matches(app) -> None:
@@ -79,8 +81,11 @@ def test_pages_continue_in_distance_order_beyond_the_first_radius(app) -> None:
     third = search(SearchQuery(lat=40.74, lng=-74.0, page=3), NOW, per_page=10)
     names = [h.location.name for p in (first, second, third) for h in p.hits]
     assert names == [f"Line {i:02d}" for i in range(30)]
-    assert first.has_next and second.has_next and not third.has_next
-    assert not first.has_prev and third.has_prev
+    assert first.has_next
+    assert second.has_next
+    assert not third.has_next
+    assert not first.has_prev
+    assert third.has_prev
     assert first.radius_miles == 5.0  # the box grew only as far as the page needed
 
 
@@ -141,7 +146,8 @@ def _neighbourhoods() -> None:
 def test_neighbourhood_names_forgive_case_parts_and_typos(app, typed, expected) -> None:
     _neighbourhoods()
     found = geo.find_neighbourhood(typed)
-    assert found is not None and found.name == expected
+    assert found is not None
+    assert found.name == expected
 
 
 def test_search_by_neighbourhood_centres_on_it(app) -> None:
@@ -150,7 +156,8 @@ def test_search_by_neighbourhood_centres_on_it(app) -> None:
     make_clinic("Queens clinic", lat=40.756, lng=-73.884)
     page = search(SearchQuery(near="Mott Haven"), NOW)
     assert page.hits[0].location.name == "Bronx clinic"
-    assert page.place is not None and "Mott Haven" in page.place.label
+    assert page.place is not None
+    assert "Mott Haven" in page.place.label
 
 
 def test_filter_options_come_from_the_data(app) -> None:
@@ -160,7 +167,9 @@ def test_filter_options_come_from_the_data(app) -> None:
     assert ("es", "Spanish", 2) in options.languages
     assert ("ht", "Haitian Creole", 1) in options.languages
     counts = {code: count for code, _label, count in options.services}
-    assert counts["prep"] == 2 and counts["pep"] == 1 and counts["trans_care"] == 0
+    assert counts["prep"] == 2
+    assert counts["pep"] == 1
+    assert counts["trans_care"] == 0
 
 
 def test_clinic_facts_keep_sources_and_unknowns(app) -> None:
@@ -174,8 +183,11 @@ def test_clinic_facts_keep_sources_and_unknowns(app) -> None:
     medicaid = next(f for f in facts.costs if f.label == "Medicaid accepted")
     assert medicaid.value is None  # unknown stays unknown
     days = {d.day: d for d in facts.hours}
-    assert days["Monday"].intervals == ["9:00 AM – 5:00 PM"] and days["Monday"].known
-    assert days["Saturday"].intervals == [] and days["Saturday"].known  # closed
+    assert days["Monday"].intervals == ["9:00 AM – 5:00 PM"]
+    assert days["Monday"].known
+    assert days["Saturday"].intervals == []
+    assert days["Saturday"].known
     assert not days["Tuesday"].known  # not known yet
-    assert facts.hours_fact is not None and facts.hours_fact.source is source
+    assert facts.hours_fact is not None
+    assert facts.hours_fact.source is source
     assert facts.open_now is False  # Wednesday
