@@ -11,7 +11,6 @@ from sqlalchemy.orm import DeclarativeBase
 
 from directory.privacy import rate_limit_key
 
-
 # Named constraints, so later migrations can drop or alter them (SQLite batch mode needs names).
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",

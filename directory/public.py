@@ -2,6 +2,307 @@
 
 from __future__ import annotations
 
-from flask import Blueprint
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Blueprint, abort, current_app, render_template, request, url_for
+from sqlalchemy import func, select
+
+from directory.extensions import db, limiter
+from directory.forms import SearchForm
+from directory.geo import PlaceNotFound, neighbourhood_names
+from directory.maps import MapParts, Pin, render_map
+from directory.models import ACTIVE, CLOSED, Location, Provenance, Source
+from directory.search import Fact, SearchQuery, clinic_facts, filter_options, search
+from directory.taxonomy import COST_FILTERS, DOCUMENTS, HOURS_FILTERS, LANGUAGES
 
 bp = Blueprint("public", __name__)
+
+# Facts older than this get a "call before you go" warning.
+STALE_AFTER = timedelta(days=365)
+
+
+@dataclass(frozen=True)
+class Card:
+    """What the results list shows for one clinic: plain data, escaped by the template."""
+
+    name: str
+    url: str
+    address: str
+    distance: str
+    open_now: bool | None  # None when no hours are known
+    badges: list[str]
+
+
+@dataclass(frozen=True)
+class ContactSource:
+    """Which of a clinic's own details (address, phone…) one source gives, and when."""
+
+    source: Source
+    verified_on: date
+    fields: list[str]
+
+
+# Words for Provenance.field, in the order the page names them.
+CONTACT_FIELDS = {
+    "name": "name",
+    "address": "address",
+    "coordinates": "map position",
+    "phone": "phone",
+    "website": "website",
+    "category": "kind of place",
+    "status": "open or closed status",
+}
+
+
+@dataclass(frozen=True)
+class SourceGroup:
+    """Facts that share one source and verification date, shown with one source line."""
+
+    source: Source | None
+    verified_on: date | None
+    facts: list[Fact]
+
+
+def format_distance(miles: float | None) -> str:
+    """A distance as people read it: "0.4 mi"; "" when there is no place to measure from."""
+    if miles is None:
+        return ""
+    if miles < 0.1:
+        return "under 0.1 mi"
+    return f"{miles:.1f} mi"
+
+
+@bp.context_processor
+def taxonomy_labels() -> dict[str, object]:
+    """The filter labels every search form shows."""
+    return {"cost_filters": COST_FILTERS, "hours_filters": HOURS_FILTERS, "languages": LANGUAGES,
+            "search_url": search_url}
+
+
+def search_url(query: SearchQuery, tiles_off: bool = False, **changes: Any) -> str:
+    """The results URL repeating the whole search (and the map-images choice), changed."""
+    args: dict[str, Any] = {**query.url_args(**changes), **_tile_args(tiles_off)}
+    return url_for("public.results", **args)
+
+
+@bp.app_template_filter("month")
+def format_month(day: date | None) -> str:
+    """A date shown only to the month ("November 2018"): enough to judge how fresh it is."""
+    return day.strftime("%B %Y") if day else "date not known"
+
+
+def address_line(location: Location) -> str:
+    """One line of address: street, suite, city, ZIP."""
+    street = ", ".join(part for part in (location.address_1, location.address_2) if part)
+    return f"{street}, {location.city}, {location.state} {location.postal_code}"
+
+
+def hours_known(location: Location) -> bool:
+    """Whether any source gives this clinic's opening hours."""
+    return any(sal.schedules for sal in location.services)
+
+
+def badges(location: Location) -> list[str]:
+    """Key facts for the list, shown only when a source says yes: unknown is not "no"."""
+    found: list[str] = []
+    sals = location.services
+    if any(c.option == "free" and c.available is True for s in sals for c in s.cost_options):
+        found.append("Free")
+    if any(s.walk_in is True for s in sals):
+        found.append("Walk-in")
+    if any(d.document == "id" and d.required is False
+           for s in sals for d in s.required_documents):
+        found.append("No ID needed")
+    return found
+
+
+def group_by_source(facts: Iterable[Fact]) -> list[SourceGroup]:
+    """Consecutive facts with the same source and date, grouped to name the source once."""
+    groups: list[SourceGroup] = []
+    for fact in facts:
+        last = groups[-1] if groups else None
+        if last and last.source is fact.source and last.verified_on == fact.verified_on:
+            last.facts.append(fact)
+        else:
+            groups.append(SourceGroup(fact.source, fact.verified_on, [fact]))
+    return groups
+
+
+def contact_sources(provenance: dict[str, Provenance]) -> list[ContactSource]:
+    """The clinic's own details grouped by source and date, to name each source once."""
+    groups: dict[tuple[int, date], ContactSource] = {}
+    for field, words in CONTACT_FIELDS.items():
+        row = provenance.get(field)
+        if row is None:
+            continue
+        key = (row.source_id, row.verified_on)
+        if key not in groups:
+            groups[key] = ContactSource(row.source, row.verified_on, [])
+        groups[key].fields.append(words)
+    return list(groups.values())
+
+
+def safe_website(url: str | None) -> str:
+    """A clinic's website only when it is a plain http(s) link: never javascript: or data:."""
+    url = (url or "").strip()
+    if not url:
+        return ""
+    if "://" not in url and "." in url and " " not in url:
+        url = "https://" + url
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return ""
+    return url
+
+
+def _tile_args(tiles_off: bool) -> dict[str, Any]:
+    """URL arguments that carry the "hide map images" choice to the next page."""
+    return {"tiles": "off"} if tiles_off else {}
+
+
+def _tiles_url(tiles_off: bool) -> str:
+    """The tile server to use, or "" for a map with no images and no tile requests."""
+    return "" if tiles_off else str(current_app.config.get("MAP_TILES_URL") or "")
+
+
+def _map(pins: list[Pin], tiles_off: bool, **options: object) -> MapParts:
+    return render_map(
+        pins,
+        tiles_url=_tiles_url(tiles_off),
+        attribution=str(current_app.config.get("MAP_TILES_ATTRIBUTION") or ""),
+        static=url_for("static", filename=""),
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def _search_page(form: SearchForm, errors: list[str], status: int) -> tuple[str, int]:
+    """The search page again, with what was typed and a friendly message."""
+    return render_template(
+        "index.html", form=form, errors=errors, options=filter_options(),
+        neighbourhoods=neighbourhood_names(), tiles_off=form.tiles_off,
+    ), status
+
+
+@bp.get("/")
+def index() -> str:
+    """The search page."""
+    form = SearchForm(formdata=None)
+    return render_template(
+        "index.html", form=form, errors=[], options=filter_options(),
+        neighbourhoods=neighbourhood_names(), tiles_off=False,
+    )
+
+
+@bp.get("/clinics")
+@limiter.limit(lambda: current_app.config["SEARCH_RATE_LIMIT"])
+def results() -> tuple[str, int]:
+    """Clinics matching the search, nearest first, as a list and then a map.
+
+    "Hide map images" is the `tiles=off` URL argument rather than a cookie: a cookie
+    would stay on a shared phone as a trace of the visit; the argument lives only in
+    this search's links.
+    """
+    form = SearchForm(request.args)
+    if not form.validate():
+        return _search_page(form, form.friendly_errors(), 400)
+    query = form.to_query()
+    try:
+        found = search(query, now=datetime.now(UTC), per_page=current_app.config["PER_PAGE"])
+    except PlaceNotFound as exc:
+        return _search_page(form, [str(exc)], 404)
+    tiles_off = form.tiles_off
+    cards = []
+    pins = []
+    for hit in found.hits:
+        location = hit.location
+        url = url_for("public.clinic", slug=location.slug, **_tile_args(tiles_off))
+        open_now = hit.open_now if hours_known(location) else None
+        card = Card(location.name, url, address_line(location),
+                    format_distance(hit.distance_miles), open_now, badges(location))
+        cards.append(card)
+        pins.append(Pin(location.name, location.latitude, location.longitude, url,
+                        card.address, card.distance, open_now))
+    return render_template(
+        "results.html", form=form, page=found, cards=cards, options=filter_options(),
+        neighbourhoods=neighbourhood_names(), tiles_off=tiles_off,
+        tiles_configured=bool(current_app.config.get("MAP_TILES_URL")),
+        map=_map(pins, tiles_off, centre=found.place) if pins else None,
+    ), 200
+
+
+@bp.get("/clinics/<slug>")
+def clinic(slug: str) -> str:
+    """One clinic's page: every fact with its source and when it was last verified."""
+    location = db.session.execute(
+        select(Location).where(Location.slug == slug[:200])
+    ).scalar_one_or_none()
+    if location is None:
+        abort(404)
+    now = datetime.now(UTC)
+    facts = clinic_facts(location, now)
+    tiles_off = request.args.get("tiles") == "off"
+    stale_before = now.date() - STALE_AFTER
+    ids = [f for f in facts.documents if f.label == DOCUMENTS["id"]]
+    insurance = [f for f in facts.documents if f.label == DOCUMENTS["insurance"]]
+    other_documents = [f for f in facts.documents if f not in ids and f not in insurance]
+    pin = Pin(location.name, location.latitude, location.longitude,
+              url_for("public.clinic", slug=location.slug, **_tile_args(tiles_off)),
+              address_line(location))
+    return render_template(
+        "clinic.html", location=location, facts=facts, closed=location.status == CLOSED,
+        address=address_line(location), stale_before=stale_before,
+        stale=bool(facts.oldest_verified and facts.oldest_verified < stale_before),
+        groups={
+            "services": group_by_source(facts.services),
+            "costs": group_by_source(facts.costs),
+            "walk_in": group_by_source(facts.walk_in),
+            "id": group_by_source(ids),
+            "insurance": group_by_source(insurance),
+            "other_documents": group_by_source(other_documents),
+            "telehealth": group_by_source(facts.telehealth),
+            "languages": group_by_source(facts.languages),
+        },
+        tel=_tel(location.phone),
+        website=safe_website(location.website or location.organization.website),
+        contact_sources=contact_sources(facts.provenance),
+        tiles_off=tiles_off,
+        tiles_configured=bool(current_app.config.get("MAP_TILES_URL")),
+        map=_map([pin], tiles_off, cluster=False, zoom=16),
+    )
+
+
+def _tel(phone: str | None) -> str:
+    """A tel: URL for a phone number, digits only (plus an extension), or "" if none."""
+    if not phone:
+        return ""
+    main, _, extension = phone.lower().partition("x")
+    digits = "".join(ch for ch in main if ch.isdigit())
+    if len(digits) == 10:
+        digits = "1" + digits
+    if len(digits) < 7:
+        return ""
+    ext_digits = "".join(ch for ch in extension if ch.isdigit())
+    return f"tel:+{digits}" + (f";ext={ext_digits}" if ext_digits else "")
+
+
+@bp.get("/about")
+def about() -> str:
+    """What the directory is, where its data comes from, and how listings are vetted."""
+    sources = db.session.execute(
+        select(Source).order_by(Source.as_of.desc(), Source.title)
+    ).scalars().all()
+    listed = db.session.execute(
+        select(func.count(Location.id)).where(Location.status == ACTIVE)
+    ).scalar_one()
+    return render_template("about.html", sources=sources, listed=listed)
+
+
+@bp.get("/safety")
+def safety() -> str:
+    """Staying safe: what quick exit does and cannot do, and how to browse privately."""
+    return render_template("safety.html")
+

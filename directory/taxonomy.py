@@ -75,6 +75,10 @@ LANGUAGES: dict[str, str] = {
     "vi": "Vietnamese",
     "sq": "Albanian",
     "wo": "Wolof",
+    "bm": "Bambara",
+    "am": "Amharic",
+    "dyu": "Jula",
+    "de": "German",
     "asl": "American Sign Language",
 }
 
@@ -89,6 +93,8 @@ LANGUAGE_ALIASES: dict[str, str] = {
     "kreyol": "ht",
     "bangla": "bn",
     "sign language": "asl",
+    "wulof": "wo",
+    "dyula": "dyu",
     "asl": "asl",
 }
 

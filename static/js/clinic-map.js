@@ -1,0 +1,62 @@
+/* Clinic markers for maps rendered by directory/maps.py.
+ *
+ * Clinic names and addresses come from imported data, so popups are built with
+ * textContent and never with innerHTML: no string from the data is ever parsed as HTML.
+ * Marker images come from our own static/vendor/leaflet/images (found by leaflet.css).
+ */
+(function () {
+  "use strict";
+
+  function line(parent, tag, text, className) {
+    var el = document.createElement(tag);
+    el.textContent = text;
+    if (className) { el.className = className; }
+    parent.appendChild(el);
+    return el;
+  }
+
+  function popup(clinic) {
+    var box = document.createElement("div");
+    box.className = "map-popup";
+    var title = document.createElement("p");
+    title.className = "map-popup-name";
+    // Links only ever point inside this site.
+    if (typeof clinic.url === "string" && clinic.url.charAt(0) === "/" &&
+        clinic.url.charAt(1) !== "/") {
+      var link = line(title, "a", clinic.name);
+      link.href = clinic.url;
+    } else {
+      title.textContent = clinic.name;
+    }
+    box.appendChild(title);
+    if (clinic.address) { line(box, "p", clinic.address); }
+    var facts = [];
+    if (clinic.distance) { facts.push(clinic.distance); }
+    if (clinic.open === true) { facts.push("Open now"); }
+    else if (clinic.open === false) { facts.push("Closed now"); }
+    else { facts.push("Hours not known yet"); }
+    line(box, "p", facts.join(" · "), "map-popup-facts");
+    return box;
+  }
+
+  window.CareMap = {
+    addClinics: function (map, layer, data) {
+      (data.clinics || []).forEach(function (clinic) {
+        var marker = L.marker([clinic.lat, clinic.lng], {
+          title: clinic.name,
+          alt: clinic.name,
+          keyboard: true
+        });
+        marker.bindPopup(function () { return popup(clinic); });
+        layer.addLayer(marker);
+      });
+      if (data.centre) {
+        // The searched place, drawn as a plain dot: no image, not a clinic.
+        L.circleMarker([data.centre.lat, data.centre.lng], {
+          radius: 7, weight: 3, color: "#5b2a86", fillColor: "#ffffff", fillOpacity: 1,
+          interactive: false
+        }).addTo(map);
+      }
+    }
+  };
+})();
