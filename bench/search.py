@@ -164,17 +164,21 @@ def throughput(app, path: str, seconds: float = 3.0) -> float:  # type: ignore[n
     return count / (time.perf_counter() - start)
 
 
-def page_weight(app, path: str) -> tuple[int, int, list[str]]:  # type: ignore[no-untyped-def]
-    """Bytes of a page and of every script, stylesheet and image it links from our origin."""
+def page_weight(app, path: str) -> tuple[int, int, int, list[str]]:  # type: ignore[no-untyped-def]
+    """Bytes of a page and of every asset it links from our origin: raw, and as sent to a
+    browser that accepts compression."""
     client = app.test_client()
     html = client.get(path).get_data()
     assets = sorted(set(re.findall(rb'(?:src|href)="(/static/[^"?#]+)', html)))
-    total = 0
+    raw = sent = 0
     for asset in assets:
-        response = client.get(asset.decode())
-        total += len(response.get_data())
-        response.close()
-    return len(html), total, [a.decode() for a in assets]
+        plain = client.get(asset.decode())
+        raw += len(plain.get_data())
+        plain.close()
+        packed = client.get(asset.decode(), headers={"Accept-Encoding": "br, gzip"})
+        sent += len(packed.get_data())
+        packed.close()
+    return len(html), raw, sent, [a.decode() for a in assets]
 
 
 def make_app(url: str):  # type: ignore[no-untyped-def]
@@ -227,9 +231,10 @@ def main() -> None:
             print(f"{label:<11}{n:>9}{p50:>9.2f}{p95:>9.2f}{ratio:>14}", flush=True)
             if label == "sqlite" and n == sizes[0] and "/clinics" in {
                     r.rule for r in app.url_map.iter_rules()}:
-                html, assets, names = page_weight(app, "/clinics?near=10011")
-                print(f"results page: {html} B html + {assets} B assets = "
-                      f"{(html + assets) / 1024:.1f} kB before tiles ({len(names)} assets)")
+                html, raw, sent, names = page_weight(app, "/clinics?near=10011")
+                print(f"results page before tiles: {html} B html + {len(names)} assets; "
+                      f"{(html + raw) / 1024:.1f} kB uncompressed, "
+                      f"{(html + sent) / 1024:.1f} kB as sent compressed")
             with app.app_context():
                 db.drop_all()
                 db.engine.dispose()

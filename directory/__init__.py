@@ -9,7 +9,7 @@ from flask import Flask, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from directory.config import PROJECT_ROOT, Settings
-from directory.extensions import csrf, db, limiter, migrate
+from directory.extensions import compress, csrf, db, limiter, migrate
 from directory.privacy import PathOnlyAccessLog, quiet_werkzeug_access_log
 from directory.security import register_security
 
@@ -57,6 +57,7 @@ def register_extensions(app: Flask) -> None:
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
     csrf.init_app(app)
     limiter.init_app(app)
+    compress.init_app(app)
 
 
 def register_blueprints(app: Flask) -> None:

@@ -85,11 +85,20 @@ class Settings:
             "QUICK_EXIT_URL": self.quick_exit_url,
             "SEARCH_RATE_LIMIT": self.search_rate_limit,
             "PER_PAGE": self.per_page,
+            # Seconds the filter panel's counts are reused; tests change data, so none there.
+            "FILTER_OPTIONS_TTL": 0 if self.testing else 300,
             "TESTING": self.testing,
             "WTF_CSRF_TIME_LIMIT": 3600,
             "SESSION_COOKIE_HTTPONLY": True,
             "SESSION_COOKIE_SAMESITE": "Strict",
             "SESSION_COOKIE_SECURE": self.env == "production",
             "MAX_CONTENT_LENGTH": 64 * 1024,
+            # Compress assets, not pages: a page that reflects what was typed next to a
+            # form token must not be compressed (BREACH), and pages are small anyway.
+            "COMPRESS_MIMETYPES": [
+                "text/css", "text/javascript", "application/javascript",
+                "application/json", "image/svg+xml",
+            ],
+            "COMPRESS_ALGORITHM": ["br", "gzip"],
             **self.extra,
         }

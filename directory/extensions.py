@@ -2,6 +2,7 @@
 
 from typing import TYPE_CHECKING
 
+from flask_compress import Compress
 from flask_limiter import Limiter
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 else:
     Model = db.Model
 migrate = Migrate()
+compress = Compress()
 csrf = CSRFProtect()
 # Keys are keyed hashes of the client address, never the address itself.
 limiter = Limiter(key_func=rate_limit_key)

@@ -16,7 +16,14 @@ from directory.forms import SearchForm
 from directory.geo import PlaceNotFound, neighbourhood_names
 from directory.maps import MapParts, Pin, render_map
 from directory.models import ACTIVE, CLOSED, Location, Provenance, Source
-from directory.search import Fact, SearchQuery, clinic_facts, filter_options, search
+from directory.search import (
+    Fact,
+    FilterOptions,
+    SearchQuery,
+    cached_filter_options,
+    clinic_facts,
+    search,
+)
 from directory.taxonomy import COST_FILTERS, DOCUMENTS, HOURS_FILTERS, LANGUAGES
 
 bp = Blueprint("public", __name__)
@@ -179,10 +186,14 @@ def _map(pins: list[Pin], tiles_off: bool, **options: object) -> MapParts:
     )
 
 
+def _filter_options() -> FilterOptions:
+    return cached_filter_options(current_app.config["FILTER_OPTIONS_TTL"])
+
+
 def _search_page(form: SearchForm, errors: list[str], status: int) -> tuple[str, int]:
     """The search page again, with what was typed and a friendly message."""
     return render_template(
-        "index.html", form=form, errors=errors, options=filter_options(),
+        "index.html", form=form, errors=errors, options=_filter_options(),
         neighbourhoods=neighbourhood_names(), tiles_off=form.tiles_off,
     ), status
 
@@ -192,7 +203,7 @@ def index() -> str:
     """The search page."""
     form = SearchForm(formdata=None)
     return render_template(
-        "index.html", form=form, errors=[], options=filter_options(),
+        "index.html", form=form, errors=[], options=_filter_options(),
         neighbourhoods=neighbourhood_names(), tiles_off=False,
     )
 
@@ -227,7 +238,7 @@ def results() -> tuple[str, int]:
         pins.append(Pin(location.name, location.latitude, location.longitude, url,
                         card.address, card.distance, open_now))
     return render_template(
-        "results.html", form=form, page=found, cards=cards, options=filter_options(),
+        "results.html", form=form, page=found, cards=cards, options=_filter_options(),
         neighbourhoods=neighbourhood_names(), tiles_off=tiles_off,
         tiles_configured=bool(current_app.config.get("MAP_TILES_URL")),
         map=_map(pins, tiles_off, centre=found.place) if pins else None,
@@ -287,6 +298,12 @@ def _tel(phone: str | None) -> str:
         return ""
     ext_digits = "".join(ch for ch in extension if ch.isdigit())
     return f"tel:+{digits}" + (f";ext={ext_digits}" if ext_digits else "")
+
+
+@bp.get("/healthz")
+def healthz() -> tuple[str, int, dict[str, str]]:
+    """A trivial page for health checks and as the benchmarks' baseline."""
+    return "ok", 200, {"Content-Type": "text/plain; charset=utf-8"}
 
 
 @bp.get("/about")

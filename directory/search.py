@@ -10,6 +10,7 @@ from geopy. Only the page's clinics are loaded as objects.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
@@ -290,6 +291,21 @@ class FilterOptions:
 
     languages: list[tuple[str, str, int]]
     services: list[tuple[str, str, int]]
+
+
+_options_cache: dict[str, tuple[float, FilterOptions]] = {}
+
+
+def cached_filter_options(ttl_seconds: float) -> FilterOptions:
+    """filter_options(), kept for a while per database: it scans the whole directory,
+    and its counts change only when listings do."""
+    key = str(db.engine.url)
+    now = time.monotonic()
+    cached = _options_cache.get(key)
+    if cached is None or now - cached[0] >= ttl_seconds:
+        cached = (now, filter_options())
+        _options_cache[key] = cached
+    return cached[1]
 
 
 def filter_options() -> FilterOptions:
