@@ -8,11 +8,14 @@ nullable booleans where None means "not known yet", never "no".
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 
 from sqlalchemy import (
+    DDL,
     Boolean,
+    CheckConstraint,
     Date,
+    DateTime,
     Float,
     ForeignKey,
     Index,
@@ -21,6 +24,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy import event
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from directory.extensions import Model
@@ -107,6 +111,10 @@ class Location(Model):
     status: Mapped[str] = mapped_column(String(16), default=ACTIVE, index=True)
     # False until a CareMap moderator has checked the listing by hand.
     moderator_checked: Mapped[bool] = mapped_column(Boolean, default=False)
+    # When the listing last changed (partners sync with it); about clinics, not people.
+    modified_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=lambda: datetime.now(UTC), index=True
+    )
 
     organization: Mapped[Organization] = relationship(back_populates="locations")
     neighbourhood: Mapped[Neighbourhood | None] = relationship()
@@ -255,3 +263,144 @@ class RequiredDocument(_FactMixin, Model):
     service_at_location: Mapped[ServiceAtLocation] = relationship(
         back_populates="required_documents"
     )
+
+
+# --- Reviews: "no stink-eye" experiences, anonymous and moderated --------------------
+
+PENDING = "pending"
+PUBLISHED = "published"
+REJECTED = "rejected"
+WITHDRAWN = "withdrawn"
+REVIEW_STATUSES = (PENDING, PUBLISHED, REJECTED, WITHDRAWN)
+
+
+class Review(Model):
+    """One person's experience of a clinic, answered on simple scales; all optional.
+
+    Deliberately absent: any address, user agent, cookie id or precise time. The only
+    dates are the month the review was received and, if given, the month of the visit,
+    each stored as the first day of its month, so a clinic cannot match a review to a
+    visit on a given day. Ratings are 1 (worst) to 5 (best).
+    """
+
+    __tablename__ = "review"
+    __table_args__ = (
+        Index("ix_review_status_location", "status", "location_id"),
+        CheckConstraint("status IN ('pending', 'published', 'rejected', 'withdrawn')",
+                        name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    location_id: Mapped[int] = mapped_column(ForeignKey("location.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default=PENDING)
+    received_month: Mapped[date] = mapped_column(Date)
+    visit_month: Mapped[date | None] = mapped_column(Date)
+    service_code: Mapped[str | None] = mapped_column(String(40))
+    respect: Mapped[int | None] = mapped_column(Integer)
+    open_about_work: Mapped[int | None] = mapped_column(Integer)
+    asked_for_id: Mapped[bool | None] = mapped_column(Boolean)
+    cost_affordable: Mapped[int | None] = mapped_column(Integer)
+    privacy: Mapped[int | None] = mapped_column(Integer)
+    gender_respected: Mapped[int | None] = mapped_column(Integer)
+    would_recommend: Mapped[int | None] = mapped_column(Integer)
+    # Redaction overwrites this text: the unredacted words are not kept anywhere.
+    text: Mapped[str | None] = mapped_column(Text)
+    # Keyed hash of the one-time withdrawal code; the code itself is shown once, never kept.
+    withdrawal_hash: Mapped[str | None] = mapped_column(String(128), unique=True)
+    reject_reason: Mapped[str | None] = mapped_column(String(64))
+
+    location: Mapped[Location] = relationship()
+
+
+class ClinicScore(Model):
+    """Running sums of a clinic's published answers, kept in step with every decision, so
+    a score update touches one row instead of rescanning the city's reviews."""
+
+    __tablename__ = "clinic_score"
+
+    location_id: Mapped[int] = mapped_column(ForeignKey("location.id"), primary_key=True)
+    review_count: Mapped[int] = mapped_column(Integer, default=0)
+    respect_sum: Mapped[int] = mapped_column(Integer, default=0)
+    respect_count: Mapped[int] = mapped_column(Integer, default=0)
+    # The summary questions' sums and counts, as JSON-free columns for plain SQL sorting.
+    open_about_work_sum: Mapped[int] = mapped_column(Integer, default=0)
+    open_about_work_count: Mapped[int] = mapped_column(Integer, default=0)
+    privacy_sum: Mapped[int] = mapped_column(Integer, default=0)
+    privacy_count: Mapped[int] = mapped_column(Integer, default=0)
+    gender_respected_sum: Mapped[int] = mapped_column(Integer, default=0)
+    gender_respected_count: Mapped[int] = mapped_column(Integer, default=0)
+    cost_affordable_sum: Mapped[int] = mapped_column(Integer, default=0)
+    cost_affordable_count: Mapped[int] = mapped_column(Integer, default=0)
+    would_recommend_sum: Mapped[int] = mapped_column(Integer, default=0)
+    would_recommend_count: Mapped[int] = mapped_column(Integer, default=0)
+    asked_for_id_yes: Mapped[int] = mapped_column(Integer, default=0)
+    asked_for_id_no: Mapped[int] = mapped_column(Integer, default=0)
+    # The shrunk "no stink-eye" score (see scores.py); None below the minimum of reviews.
+    score: Mapped[float | None] = mapped_column(Float, index=True)
+
+
+# --- Moderation ---------------------------------------------------------------------
+
+MODERATOR = "moderator"
+ADMIN = "admin"
+
+
+class Moderator(Model):
+    """A trusted person who decides what the public sees. Created from the command line."""
+
+    __tablename__ = "moderator"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(80), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    totp_secret: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16), default=MODERATOR)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Bumped by "sign out everywhere": sessions carrying an older value are refused.
+    session_version: Mapped[int] = mapped_column(Integer, default=1)
+    # The last TOTP time step accepted, so a code cannot be used twice.
+    last_totp_step: Mapped[int] = mapped_column(Integer, default=0)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AuditEntry(Model):
+    """One moderator action. Append-only: the database refuses updates and deletes.
+
+    Times here are precise on purpose: they describe moderators' work, not reviewers.
+    """
+
+    __tablename__ = "audit_entry"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=lambda: datetime.now(UTC)
+    )
+    moderator_id: Mapped[int | None] = mapped_column(ForeignKey("moderator.id"))
+    action: Mapped[str] = mapped_column(String(40))
+    item_type: Mapped[str] = mapped_column(String(40))
+    item_id: Mapped[int | None] = mapped_column(Integer)
+    decision: Mapped[str | None] = mapped_column(String(40))
+    reason: Mapped[str | None] = mapped_column(Text)
+
+    moderator: Mapped[Moderator | None] = relationship()
+
+
+# The database itself refuses to change or remove audit entries, whatever the site does.
+AUDIT_GUARD_SQLITE = [
+    "CREATE TRIGGER audit_entry_no_update BEFORE UPDATE ON audit_entry "
+    "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END",
+    "CREATE TRIGGER audit_entry_no_delete BEFORE DELETE ON audit_entry "
+    "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END",
+]
+AUDIT_GUARD_POSTGRESQL = [
+    "CREATE OR REPLACE FUNCTION audit_entry_append_only() RETURNS trigger AS $$ "
+    "BEGIN RAISE EXCEPTION 'the audit log is append-only'; END; $$ LANGUAGE plpgsql",
+    "CREATE TRIGGER audit_entry_no_change BEFORE UPDATE OR DELETE ON audit_entry "
+    "FOR EACH ROW EXECUTE FUNCTION audit_entry_append_only()",
+]
+for _sql in AUDIT_GUARD_SQLITE:
+    event.listen(AuditEntry.__table__, "after_create",
+                 DDL(_sql).execute_if(dialect="sqlite"))
+for _sql in AUDIT_GUARD_POSTGRESQL:
+    event.listen(AuditEntry.__table__, "after_create",
+                 DDL(_sql.replace("%", "%%")).execute_if(dialect="postgresql"))
