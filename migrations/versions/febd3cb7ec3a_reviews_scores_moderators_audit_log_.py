@@ -5,6 +5,7 @@ Revises: ee6e5f78eb3b
 """
 
 import sqlalchemy as sa
+from alembic import op
 
 # Frozen copies of the guard's SQL, so this migration never changes with the models.
 AUDIT_GUARD_SQLITE = [
@@ -19,7 +20,6 @@ AUDIT_GUARD_POSTGRESQL = [
     "CREATE TRIGGER audit_entry_no_change BEFORE UPDATE OR DELETE ON audit_entry "
     "FOR EACH ROW EXECUTE FUNCTION audit_entry_append_only()",
 ]
-from alembic import op
 
 
 # revision identifiers, used by Alembic.
