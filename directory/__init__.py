@@ -62,9 +62,12 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     """One blueprint per audience."""
-    from directory.public import bp as public_bp
+    from directory import api, moderation, public, reviews
 
-    app.register_blueprint(public_bp)
+    app.register_blueprint(public.bp)
+    app.register_blueprint(reviews.bp)
+    app.register_blueprint(moderation.bp, url_prefix="/moderation")
+    app.register_blueprint(api.bp, url_prefix="/api/v1")
 
 
 def register_errorhandlers(app: Flask) -> None:

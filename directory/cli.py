@@ -16,8 +16,12 @@ DEFAULT_DATA_DIR = PROJECT_ROOT / "data" / "raw"
 
 
 def register(app: Flask) -> None:
-    """Add the project's commands to `flask`."""
+    """Add the project's commands to `flask`: the importer here, the rest per audience."""
+    from directory import api, moderation, reviews
+
     app.cli.add_command(import_clinics)
+    for audience in (reviews, moderation, api):
+        audience.register_commands(app)
 
 
 @click.command("import-clinics")
