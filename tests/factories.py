@@ -14,6 +14,7 @@ from directory.models import (
     Organization,
     Provenance,
     RequiredDocument,
+    Review,
     Schedule,
     Service,
     ServiceAtLocation,
@@ -103,3 +104,13 @@ def make_clinic(
         db.session.add(sal)
     db.session.flush()
     return location
+
+
+def make_review(location: Location, status: str = "pending", **answers: object) -> Review:
+    """A synthetic review of a clinic (month precision only); flushed, not committed."""
+    review = Review(location=location, status=status,
+                    received_month=answers.pop("received_month", date(2026, 11, 1)),
+                    **answers)
+    db.session.add(review)
+    db.session.flush()
+    return review
