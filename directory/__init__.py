@@ -77,7 +77,7 @@ def register_errorhandlers(app: Flask) -> None:
         code = error.code or 500
         return render_template("error.html", code=code, error=error), code
 
-    for code in (400, 404, 405, 413, 414, 429, 431, 500):
+    for code in (400, 403, 404, 405, 413, 414, 429, 431, 500):
         app.register_error_handler(code, render_error)
 
 

@@ -58,7 +58,14 @@ def settings(database_url: str) -> Settings:
         database_url=database_url,
         map_tiles_url="",
         testing=True,
-        extra={"RATELIMIT_ENABLED": False, "WTF_CSRF_ENABLED": True},
+        extra={
+            "RATELIMIT_ENABLED": False,
+            "WTF_CSRF_ENABLED": True,
+            # Cheap password hashing in tests only; production keeps the strong defaults.
+            "ARGON2_TIME_COST": 1,
+            "ARGON2_MEMORY_COST": 8,
+            "ARGON2_PARALLELISM": 1,
+        },
     )
 
 
