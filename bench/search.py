@@ -14,6 +14,7 @@ Usage: .venv/bin/python bench/search.py [--sizes 300,10000,100000] [--no-postgre
 from __future__ import annotations
 
 import argparse
+import logging
 import random
 import re
 import sys
@@ -207,6 +208,8 @@ def scratch_urls(use_pg: bool) -> list[tuple[str, str]]:
 
 def main() -> None:
     """Fill, measure and print."""
+    # Thousands of requests would flood the output with access-log lines.
+    logging.getLogger("caremap.access").disabled = True
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="300,10000,100000")
     parser.add_argument("--no-postgres", action="store_true")
