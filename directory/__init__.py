@@ -9,7 +9,7 @@ from flask import Flask, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from directory.config import PROJECT_ROOT, Settings
-from directory.extensions import compress, csrf, db, limiter, migrate
+from directory.extensions import babel, compress, csrf, db, limiter, migrate
 from directory.privacy import PathOnlyAccessLog, quiet_werkzeug_access_log
 from directory.security import register_security
 
@@ -58,6 +58,10 @@ def register_extensions(app: Flask) -> None:
     csrf.init_app(app)
     limiter.init_app(app)
     compress.init_app(app)
+    from directory.i18n import select_locale
+
+    babel.init_app(app, locale_selector=select_locale,
+                   default_translation_directories=str(PROJECT_ROOT / "translations"))
 
 
 def register_blueprints(app: Flask) -> None:

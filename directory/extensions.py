@@ -2,6 +2,7 @@
 
 from typing import TYPE_CHECKING
 
+from flask_babel import Babel
 from flask_compress import Compress
 from flask_limiter import Limiter
 from flask_migrate import Migrate
@@ -36,6 +37,7 @@ else:
     Model = db.Model
 migrate = Migrate()
 compress = Compress()
+babel = Babel()
 csrf = CSRFProtect()
 # Keys are keyed hashes of the client address, never the address itself.
 limiter = Limiter(key_func=rate_limit_key)
