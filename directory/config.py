@@ -88,7 +88,8 @@ class Settings:
             # Seconds the filter panel's counts are reused; tests change data, so none there.
             "FILTER_OPTIONS_TTL": 0 if self.testing else 300,
             "TESTING": self.testing,
-            "WTF_CSRF_TIME_LIMIT": 3600,
+            # As long as the review form's own signed token lives, so a slow writer's form holds.
+            "WTF_CSRF_TIME_LIMIT": 7200,
             "SESSION_COOKIE_HTTPONLY": True,
             "SESSION_COOKIE_SAMESITE": "Strict",
             "SESSION_COOKIE_SECURE": self.env == "production",

@@ -16,7 +16,7 @@ from wtforms import (
 from wtforms.validators import AnyOf, Length, NumberRange, Optional, ValidationError
 
 from directory.geo import round_coordinate
-from directory.search import MAX_PAGE, SearchQuery
+from directory.search import MAX_PAGE, SORTS, SearchQuery
 from directory.taxonomy import COST_FILTERS, HOURS_FILTERS, LANGUAGES, SERVICES
 
 NEAR_MAX = 200
@@ -36,6 +36,9 @@ FRIENDLY_ERRORS: dict[str, str] = {
              "again below.",
     "walk_in": "The walk-in choice in this link did not make sense. Choose again below.",
     "no_id": "The ID choice in this link did not make sense. Choose again below.",
+    "rated": "The “well rated” choice in this link did not make sense. Choose again "
+             "below.",
+    "sort": "The order asked for in this link is not one we know. Choose again below.",
     "page": "That page of results does not exist. Start again from the first page.",
     "tiles": "The map setting in this link did not make sense.",
 }
@@ -68,6 +71,9 @@ class SearchForm(FlaskForm):
     hours = SelectMultipleField("Opening hours", choices=_choices(HOURS_FILTERS))
     walk_in = BooleanField("Walk-in (no appointment)")
     no_id = BooleanField("No ID needed")
+    rated = BooleanField("Well rated")
+    # "distance" (nearest first, the default) or "score" (best rated first).
+    sort = StringField(validators=[Optional(), AnyOf(list(SORTS))])
     page = IntegerField(validators=[Optional(), NumberRange(1, MAX_PAGE)])
     # "off" hides the map's images (tiles): see public.results.
     tiles = StringField(validators=[Optional(), AnyOf(["on", "off"])])
@@ -99,6 +105,8 @@ class SearchForm(FlaskForm):
             hours=tuple(dict.fromkeys(self.selected("hours"))),
             walk_in=bool(self.walk_in.data),
             no_id=bool(self.no_id.data),
+            rated=bool(self.rated.data),
+            sort=self.sort.data or "distance",
             page=self.page.data or 1,
         )
 

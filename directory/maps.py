@@ -76,6 +76,7 @@ class Pin:
     address: str = ""
     distance: str = ""  # "0.4 mi", or "" when there is no place to measure from
     open_now: bool | None = None  # None when the hours are not known
+    score: str = ""  # the reviews' line: "Respect score 4.2 of 5 · 7 reviews", or why none
 
     def as_dict(self) -> dict[str, object]:
         """The fields clinic-map.js reads."""
@@ -87,6 +88,7 @@ class Pin:
             "address": self.address,
             "distance": self.distance,
             "open": self.open_now,
+            "score": self.score,
         }
 
 

@@ -335,8 +335,9 @@ class ClinicScore(Model):
     would_recommend_count: Mapped[int] = mapped_column(Integer, default=0)
     asked_for_id_yes: Mapped[int] = mapped_column(Integer, default=0)
     asked_for_id_no: Mapped[int] = mapped_column(Integer, default=0)
-    # The shrunk "no stink-eye" score (see scores.py); None below the minimum of reviews.
-    score: Mapped[float | None] = mapped_column(Float, index=True)
+    # No stored score: the shrunk score leans on the city-wide mean, which every decision
+    # anywhere moves, so a stored copy would go stale at every other clinic. scores.py
+    # computes it from these sums when read (in Python for a page, in SQL to sort).
 
 
 # --- Moderation ---------------------------------------------------------------------

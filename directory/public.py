@@ -11,11 +11,13 @@ from urllib.parse import urlsplit
 from flask import Blueprint, abort, current_app, render_template, request, url_for
 from sqlalchemy import func, select
 
+from directory import scores
 from directory.extensions import db, limiter
 from directory.forms import SearchForm
 from directory.geo import PlaceNotFound, neighbourhood_names
 from directory.maps import MapParts, Pin, render_map
 from directory.models import ACTIVE, CLOSED, Location, Provenance, Source
+from directory.reviews import CLINIC_PAGE_REVIEWS, public_reviews
 from directory.search import (
     Fact,
     FilterOptions,
@@ -42,6 +44,7 @@ class Card:
     distance: str
     open_now: bool | None  # None when no hours are known
     badges: list[str]
+    rating: scores.Rating = scores.NO_REVIEWS
 
 
 @dataclass(frozen=True)
@@ -233,10 +236,10 @@ def results() -> tuple[str, int]:
         url = url_for("public.clinic", slug=location.slug, **_tile_args(tiles_off))
         open_now = hit.open_now if hours_known(location) else None
         card = Card(location.name, url, address_line(location),
-                    format_distance(hit.distance_miles), open_now, badges(location))
+                    format_distance(hit.distance_miles), open_now, badges(location), hit.rating)
         cards.append(card)
         pins.append(Pin(location.name, location.latitude, location.longitude, url,
-                        card.address, card.distance, open_now))
+                        card.address, card.distance, open_now, hit.rating.label))
     return render_template(
         "results.html", form=form, page=found, cards=cards, options=_filter_options(),
         neighbourhoods=neighbourhood_names(), tiles_off=tiles_off,
@@ -260,9 +263,10 @@ def clinic(slug: str) -> str:
     ids = [f for f in facts.documents if f.label == DOCUMENTS["id"]]
     insurance = [f for f in facts.documents if f.label == DOCUMENTS["insurance"]]
     other_documents = [f for f in facts.documents if f not in ids and f not in insurance]
+    rating = scores.rating_for(location.id)
     pin = Pin(location.name, location.latitude, location.longitude,
               url_for("public.clinic", slug=location.slug, **_tile_args(tiles_off)),
-              address_line(location))
+              address_line(location), score=rating.label)
     return render_template(
         "clinic.html", location=location, facts=facts, closed=location.status == CLOSED,
         address=address_line(location), stale_before=stale_before,
@@ -283,6 +287,8 @@ def clinic(slug: str) -> str:
         tiles_off=tiles_off,
         tiles_configured=bool(current_app.config.get("MAP_TILES_URL")),
         map=_map([pin], tiles_off, cluster=False, zoom=16),
+        rating=rating, min_reviews=scores.MIN_REVIEWS,
+        reviews=public_reviews(location.id, CLINIC_PAGE_REVIEWS),
     )
 
 

@@ -20,11 +20,12 @@ from sqlalchemy import Select, exists, func, select
 from sqlalchemy.orm import selectinload
 from sqlalchemy.sql.elements import ColumnElement
 
-from directory import hours
+from directory import hours, scores
 from directory.extensions import db
 from directory.geo import Place, distance_miles, resolve_place
 from directory.models import (
     ACTIVE,
+    ClinicScore,
     CostOption,
     Language,
     Location,
@@ -48,6 +49,8 @@ MILES_PER_DEGREE_LAT = 69.05
 # Radii tried in turn; the last one covers the whole city from anywhere in it.
 RADIUS_STEPS_MILES = (1.0, 2.5, 5.0, 10.0, 60.0)
 MAX_PAGE = 500
+# Orders a search can ask for (`sort=` in the URL); distance (or name) is the default.
+SORTS = ("distance", "score")
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,11 @@ class SearchQuery:
     hours: tuple[str, ...] = ()
     walk_in: bool = False
     no_id: bool = False
+    rated: bool = False  # only clinics with a shown score of at least scores.WELL_RATED
+    sort: str = "distance"
     page: int = 1
+    # Partners' incremental sync (API only): listings changed after this instant, in UTC.
+    modified_after: datetime | None = None
 
     def url_args(self, **changes: Any) -> dict[str, object]:
         """URL arguments that repeat this whole search, with some values changed."""
@@ -81,6 +88,10 @@ class SearchQuery:
             args["walk_in"] = 1
         if query.no_id:
             args["no_id"] = 1
+        if query.rated:
+            args["rated"] = 1
+        if query.sort != "distance":
+            args["sort"] = query.sort
         if query.page != 1:
             args["page"] = query.page
         return args
@@ -98,6 +109,8 @@ class SearchQuery:
             used.append(("walk_in", "", "Walk-in"))
         if self.no_id:
             used.append(("no_id", "", "No ID needed"))
+        if self.rated:
+            used.append(("rated", "", "Well rated"))
         return used
 
     def filter_labels(self) -> list[tuple[str, str]]:
@@ -121,6 +134,7 @@ class Hit:
     location: Location
     distance_miles: float | None
     open_now: bool
+    rating: scores.Rating = scores.NO_REVIEWS
 
 
 @dataclass
@@ -165,12 +179,20 @@ def _hours_condition(value: str, now: datetime) -> ColumnElement[bool]:
     return _sal_exists(clause, join=Schedule)
 
 
-def filter_conditions(query: SearchQuery, now: datetime) -> list[ColumnElement[bool]]:
+def filter_conditions(
+    query: SearchQuery, now: datetime, means: dict[str, float] | None = None
+) -> list[ColumnElement[bool]]:
     """SQL conditions on Location for every filter: filters combine with AND.
 
     Several services must all be offered; several languages mean any of them will do.
+    `means` are the city-wide means the "well rated" filter needs (read if not given).
+    With modified_after, closed listings count too: a partner syncing changes must learn
+    that a clinic closed.
     """
-    conditions: list[ColumnElement[bool]] = [Location.status == ACTIVE]
+    conditions: list[ColumnElement[bool]] = (
+        [Location.status == ACTIVE] if query.modified_after is None
+        else [Location.modified_at > query.modified_after]
+    )
     for code in query.service:
         conditions.append(exists(
             select(ServiceAtLocation.id)
@@ -187,6 +209,9 @@ def filter_conditions(query: SearchQuery, now: datetime) -> list[ColumnElement[b
         conditions.append(_sal_exists(RequiredDocument.document == "id",
                                       RequiredDocument.required.is_(False),
                                       join=RequiredDocument))
+    if query.rated:
+        conditions.append(scores.well_rated_condition(
+            means if means is not None else scores.city_means()))
     return conditions
 
 
@@ -235,33 +260,48 @@ def location_open_now(location: Location, now: datetime) -> bool:
 
 
 def search(query: SearchQuery, now: datetime, per_page: int = 20) -> SearchPage:
-    """Run a search: the page of clinics matching every filter, nearest first."""
+    """Run a search: the page of clinics matching every filter, nearest first.
+
+    With sort="score", clinics with a shown score come first, best first, then the rest
+    by distance (or name). Near a place, the radius is then chosen for the first page
+    whatever page is asked, so every page orders the same set of clinics.
+    """
     place = resolve_place(query.near, query.lat, query.lng)
     page = min(max(query.page, 1), MAX_PAGE)
-    needed = page * per_page + 1
-    conditions = filter_conditions(query, now)
+    by_score = query.sort == "score"
+    needed = (per_page if by_score else page * per_page) + 1
+    means = scores.city_means() if (by_score or query.rated) else None
+    conditions = filter_conditions(query, now, means)
     radius: float | None = None
     statement: Select[Any]
     if place is None:
         total = _count(conditions)
-        statement = select(Location.id).where(*conditions).order_by(Location.name, Location.id)
+        statement = select(Location.id).where(*conditions)
+        order: list[Any] = [Location.name, Location.id]
     else:
         for radius in RADIUS_STEPS_MILES:
             box, d2 = _within(place, radius)
             total = _count([*conditions, *box])
             if total >= needed:
                 break
-        statement = select(Location.id).where(*conditions, *box).order_by(d2, Location.id)
+        statement = select(Location.id).where(*conditions, *box)
+        order = [d2, Location.id]
+    if by_score and means is not None:
+        score = scores.shown_score_expression(means)
+        statement = statement.outerjoin(ClinicScore, ClinicScore.location_id == Location.id)
+        order = [score.is_(None), score.desc(), *order]
     ids = list(db.session.execute(
-        statement.offset((page - 1) * per_page).limit(per_page)
+        statement.order_by(*order).offset((page - 1) * per_page).limit(per_page)
     ).scalars())
     by_id = _load(ids)
+    ratings = scores.ratings_for(ids, means)
     hits = []
     for location_id in ids:
         location = by_id[location_id]
         distance = None if place is None else distance_miles(
             place.latitude, place.longitude, location.latitude, location.longitude)
-        hits.append(Hit(location, distance, location_open_now(location, now)))
+        hits.append(Hit(location, distance, location_open_now(location, now),
+                        ratings[location_id]))
     result = SearchPage(
         query=query, place=place, hits=hits, page=page, per_page=per_page,
         has_prev=page > 1, has_next=total > page * per_page, total=total,
@@ -275,8 +315,9 @@ def search(query: SearchQuery, now: datetime, per_page: int = 20) -> SearchPage:
 def loosen_hints(query: SearchQuery, now: datetime) -> list[str]:
     """For an empty result, say which single filter to drop and how many clinics it frees."""
     hints = []
+    means = scores.city_means() if query.rated else None
     for name, value, label in query.filters_in_use():
-        count = _count(filter_conditions(query.without(name, value), now))
+        count = _count(filter_conditions(query.without(name, value), now, means))
         if count:
             plural = "clinic" if count == 1 else "clinics"
             hints.append(f"Remove “{label}” to see {count} {plural} in the city.")

@@ -36,6 +36,10 @@
     else if (clinic.open === false) { facts.push("Closed now"); }
     else { facts.push("Hours not known yet"); }
     line(box, "p", facts.join(" · "), "map-popup-facts");
+    // The reviews' line is data too: text, never HTML.
+    if (typeof clinic.score === "string" && clinic.score) {
+      line(box, "p", clinic.score, "map-popup-score");
+    }
     return box;
   }
 
