@@ -240,7 +240,9 @@ def test_search_by_zip_with_two_filters_lists_and_maps_the_same_clinics_nearest_
     page.get_by_role("button", name="Search", exact=True).last.click()
     page.wait_for_url("**/clinics?**")
 
-    assert query_of(page.url) == {"near": ["10011"], "cost": ["free"], "lang": ["es"]}
+    # The form also says how to order the list; nearest first is the default.
+    assert query_of(page.url) == {"near": ["10011"], "cost": ["free"], "lang": ["es"],
+                                  "sort": ["distance"]}
     expect(page.get_by_role("heading", level=1)).to_have_text("Clinics near ZIP 10011 (Manhattan)")
     assert listed(page) == [(name, distance) for name, _, _, distance in MATCHES]
     chips = page.locator(".chips .chip")
