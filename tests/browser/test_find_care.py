@@ -300,7 +300,7 @@ def test_near_me_sends_only_a_position_rounded_in_the_browser(
     page.wait_for_url("**/clinics?**")
 
     query = query_of(page.url)
-    assert query == {"lat": ["40.74"], "lng": ["-74.00"]}
+    assert query == {"lat": ["40.74"], "lng": ["-74.00"], "sort": ["distance"]}
     assert (float(query["lat"][0]), float(query["lng"][0])) == (40.74, -74.0)
     expect(page.get_by_role("heading", level=1)).to_have_text(
         "Clinics near your location (about 1 km)"
