@@ -19,7 +19,7 @@ import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ import zipcodes
 from shapely import STRtree
 from shapely.geometry import Point, shape
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from directory.hours import DAYS, HoursNotUnderstood, parse_day
@@ -47,6 +47,7 @@ from directory.models import (
     ServiceAtLocation,
     Source,
 )
+from directory.suggestions import PROVENANCE_COLUMNS, public_data_conflict
 from directory.taxonomy import LANGUAGES, SERVICES, language_code
 
 
@@ -1568,8 +1569,12 @@ def _apply(obj: Any, values: dict[str, Any]) -> bool:
 def _sync_rows(session: Session, report: ImportReport, table: str,
                existing: dict[Any, Any], desired: dict[Any, dict[str, Any]],
                make: Callable[[Any, dict[str, Any]], Any],
-               deletable: Callable[[Any], bool] = lambda obj: True) -> dict[Any, Any]:
-    """Insert, update and delete rows of one table by natural key; the rows by key."""
+               deletable: Callable[[Any], bool] = lambda obj: True,
+               touch: Callable[[Any], None] | None = None) -> dict[Any, Any]:
+    """Insert, update and delete rows of one table by natural key; the rows by key.
+
+    touch, if given, is called with every row inserted, updated or deleted.
+    """
     out: dict[Any, Any] = {}
     for key in sorted(desired, key=repr):
         values = desired[key]
@@ -1578,11 +1583,17 @@ def _sync_rows(session: Session, report: ImportReport, table: str,
             obj = make(key, values)
             session.add(obj)
             report.changed(table, "inserted")
+            if touch:
+                touch(obj)
         elif _apply(obj, values):
             report.changed(table, "updated")
+            if touch:
+                touch(obj)
         out[key] = obj
     for key, obj in existing.items():
         if key not in desired and deletable(obj):
+            if touch:
+                touch(obj)
             session.delete(obj)
             report.changed(table, "deleted")
     return out
@@ -1673,10 +1684,34 @@ def apply_plan(session: Session, plan: Plan, report: ImportReport) -> None:
         }
         for d in plan.locations
     }
+    # Fields a moderator vouches for are theirs: the import never overwrites them, and newer
+    # public data that disagrees goes to the moderators' correction queue instead.
+    held_fields: dict[int, set[str]] = defaultdict(set)
+    for prov in session.scalars(select(Provenance)):
+        if prov.source_id not in imported_ids:
+            held_fields[prov.location_id].add(prov.field)
+    for location_key, wanted in desired_rows.items():
+        stored = stored_locations.get(location_key)
+        if stored is None or not held_fields[stored.id]:
+            continue
+        columns = [c for f in sorted(held_fields[stored.id]) for c in PROVENANCE_COLUMNS.get(f, ())]
+        if public_data_conflict(session, stored,
+                                {c: wanted.pop(c) for c in columns if c in wanted}):
+            report.changed("suggestion", "inserted")
+    # Locations whose listing changes, so partners syncing with modified_after see them.
+    touched: set[int] = set()
+
+    def touch_location(loc: Location) -> None:
+        if loc.id is not None:
+            touched.add(loc.id)
+
     locations = _sync_rows(session, report, "location", stored_locations, desired_rows,
                            lambda k, v: Location(moderator_checked=False, **v),
-                           deletable=importable)
+                           deletable=importable, touch=touch_location)
     session.flush()
+
+    def touch_by_location_id(row: Any) -> None:
+        touched.add(row.location_id)
 
     # Provenance of each location's own fields.
     stored_prov = {(p.location_id, p.field): p for p in session.scalars(select(Provenance))}
@@ -1695,7 +1730,7 @@ def apply_plan(session: Session, plan: Plan, report: ImportReport) -> None:
     _sync_rows(session, report, "provenance",
                {k: v for k, v in stored_prov.items()
                 if v.source_id in imported_ids and k[0] in kept_ids},
-               desired_prov, lambda k, v: Provenance(**v))
+               desired_prov, lambda k, v: Provenance(**v), touch=touch_by_location_id)
 
     # Services, per organization and code.
     stored_services = {(s.organization_id, s.code): s for s in session.scalars(select(Service))}
@@ -1725,11 +1760,20 @@ def apply_plan(session: Session, plan: Plan, report: ImportReport) -> None:
                 "telehealth": ds.facts.telehealth,
             }
             facts_by_sal[key] = ds
+    # A service a moderator vouches for keeps its own values; facts under it still sync.
+    held_sal = {k: v for k, v in stored_sal.items()
+                if v.source_id not in imported_ids and k in desired_sal}
     sals = _sync_rows(session, report, "service_at_location",
                       {k: v for k, v in stored_sal.items() if v.source_id in imported_ids},
-                      desired_sal, lambda k, v: ServiceAtLocation(**v))
+                      {k: v for k, v in desired_sal.items() if k not in held_sal},
+                      lambda k, v: ServiceAtLocation(**v),
+                      touch=touch_by_location_id)
+    sals.update(held_sal)
     session.flush()
-    _sync_facts(session, report, sals, facts_by_sal, source_ids, imported_ids)
+    sal_location = dict(session.execute(
+        select(ServiceAtLocation.id, ServiceAtLocation.location_id)).all())
+    _sync_facts(session, report, sals, facts_by_sal, source_ids, imported_ids,
+                touch=lambda row: touched.add(sal_location[row.service_at_location_id]))
 
     # Organizations and services nothing points at any more.
     session.flush()
@@ -1746,12 +1790,21 @@ def apply_plan(session: Session, plan: Plan, report: ImportReport) -> None:
             session.delete(org)
             report.changed("organization", "deleted")
     session.flush()
+    mark_modified(session, touched)
+
+
+def mark_modified(session: Session, location_ids: set[int]) -> None:
+    """Stamp listings that changed with the time, in one statement; none when nothing did."""
+    if location_ids:
+        session.execute(update(Location).where(Location.id.in_(sorted(location_ids)))
+                        .values(modified_at=datetime.now(UTC)))
 
 
 def _sync_facts(session: Session, report: ImportReport,
                 sals: dict[tuple[int, int], ServiceAtLocation],
                 facts_by_sal: dict[tuple[int, int], DesiredService],
-                source_ids: dict[str, int], imported_ids: set[int]) -> None:
+                source_ids: dict[str, int], imported_ids: set[int],
+                touch: Callable[[Any], None] | None = None) -> None:
     """Schedules, languages, cost options and documents of each service-at-location."""
     sal_ids = {key: sal.id for key, sal in sals.items()}
     specs: list[tuple[str, type[Any], Callable[[ServiceFacts], dict[Any, dict[str, Any]]],
@@ -1784,7 +1837,10 @@ def _sync_facts(session: Session, report: ImportReport,
                     **values, "service_at_location_id": sal_id,
                     "source_id": source_ids[ds.source], "verified_on": _as_of(ds.source),
                 }
-        _sync_rows(session, report, table, existing, desired, _maker(model))
+        # A fact a moderator vouches for is never overwritten nor doubled by the import.
+        for row in session.scalars(select(model).where(model.source_id.not_in(imported_ids))):
+            desired.pop((row.service_at_location_id, key_of(row)), None)
+        _sync_rows(session, report, table, existing, desired, _maker(model), touch=touch)
 
 
 def _maker(model: type[Any]) -> Callable[[Any, dict[str, Any]], Any]:

@@ -405,3 +405,67 @@ for _sql in AUDIT_GUARD_SQLITE:
 for _sql in AUDIT_GUARD_POSTGRESQL:
     event.listen(AuditEntry.__table__, "after_create",
                  DDL(_sql.replace("%", "%%")).execute_if(dialect="postgresql"))
+
+
+# --- Community suggestions and listing history ----------------------------------------
+
+NEW_CLINIC = "new_clinic"
+CORRECTION = "correction"
+CLOSURE = "closure"
+SUGGESTION_KINDS = (NEW_CLINIC, CORRECTION, CLOSURE)
+APPROVED = "approved"
+
+
+class Suggestion(Model):
+    """A member of the public's new clinic, correction or closure report; moderated.
+
+    Like a review it records nothing about who sent it: no address, no user agent and no
+    day or time, only the month it arrived.
+    """
+
+    __tablename__ = "suggestion"
+    __table_args__ = (
+        Index("ix_suggestion_status_kind", "status", "kind"),
+        CheckConstraint("kind IN ('new_clinic', 'correction', 'closure')", name="kind"),
+        CheckConstraint("status IN ('pending', 'approved', 'rejected')", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    location_id: Mapped[int | None] = mapped_column(
+        ForeignKey("location.id", ondelete="CASCADE"), index=True
+    )
+    # The proposed values, as JSON text: {"phone": "...", "id_required": "no", ...}.
+    payload: Mapped[str] = mapped_column(Text, default="{}")
+    how_known: Mapped[str | None] = mapped_column(String(32))
+    notes: Mapped[str | None] = mapped_column(Text)
+    received_month: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16), default=PENDING)
+    reject_reason: Mapped[str | None] = mapped_column(String(64))
+
+    location: Mapped[Location | None] = relationship()
+
+
+class ListingRevision(Model):
+    """A listing's facts as they were just before a moderator changed them.
+
+    Times here are precise on purpose: they describe moderators' work, not the public.
+    """
+
+    __tablename__ = "listing_revision"
+    __table_args__ = (UniqueConstraint("location_id", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    location_id: Mapped[int] = mapped_column(
+        ForeignKey("location.id", ondelete="CASCADE"), index=True
+    )
+    number: Mapped[int] = mapped_column(Integer)
+    snapshot: Mapped[str] = mapped_column(Text)
+    moderator_id: Mapped[int | None] = mapped_column(ForeignKey("moderator.id"))
+    at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=lambda: datetime.now(UTC)
+    )
+    # What changed, in a moderator's words ("phone, ID policy"), for the history page.
+    summary: Mapped[str] = mapped_column(Text, default="")
+
+    moderator: Mapped[Moderator | None] = relationship()

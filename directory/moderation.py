@@ -6,6 +6,7 @@ every decision is written to the append-only audit log in the same transaction.
 
 from __future__ import annotations
 
+import json
 import secrets
 import sys
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, EqualTo, Length
 
-from directory import audit, auth, scores
+from directory import audit, auth, scores, suggestions
 from directory.extensions import db, limiter
 from directory.models import (
     ADMIN,
@@ -49,6 +50,7 @@ from directory.models import (
     Location,
     Moderator,
     Review,
+    Suggestion,
 )
 from directory.redaction import (
     REMOVED,
@@ -661,3 +663,152 @@ def list_command() -> None:
 def register_commands(app: Flask) -> None:
     """Add this audience's command-line tools to `flask`: `flask moderators ...`."""
     app.cli.add_command(moderators_cli)
+
+
+# --- community suggestions, listing history and re-verification --------------------------
+# (Logic lives in directory/suggestions.py; these views only read forms and commit.)
+
+SUGGESTION_KINDS: dict[str, str] = {
+    "new_clinic": "New clinics",
+    "correction": "Corrections",
+    "closure": "Closure reports",
+}
+
+
+@bp.context_processor
+def suggestion_context() -> dict[str, object]:
+    """Suggestion labels for the moderation templates."""
+    return {"suggestion_kinds": SUGGESTION_KINDS,
+            "suggestion_reasons": suggestions.REJECT_REASONS,
+            "how_known": suggestions.HOW_KNOWN}
+
+
+def _edited_values() -> dict[str, object]:
+    """The values a moderator edited before approving (only fields the form sent)."""
+    values: dict[str, object] = {}
+    for key in suggestions.FIELDS:
+        if key in ("cost", "services") and f"{key}-sent" in request.form:
+            values[key] = request.form.getlist(key)
+        elif key in request.form:
+            values[key] = request.form.get(key, "").strip()[:300]
+    return values
+
+
+@bp.get("/suggestions")
+@auth.moderator_required
+def suggestion_queue() -> str:
+    """Pending suggestions of one kind, oldest first, each with its diff."""
+    kind = request.args.get("kind", "correction")
+    if kind not in SUGGESTION_KINDS:
+        abort(404)
+    items = [(s, suggestions.diff(s)) for s in suggestions.pending(kind)]
+    return render_template("moderation/suggestions.html", kind=kind, items=items,
+                           counts=suggestions.pending_counts())
+
+
+@bp.get("/suggestions/<int:suggestion_id>")
+@auth.moderator_required
+def suggestion(suggestion_id: int) -> str | Response:
+    """One pending suggestion, with every value editable before approving."""
+    found = db.session.get(Suggestion, suggestion_id)
+    if found is None:
+        abort(404)
+    if found.status != PENDING:
+        flash("That suggestion has already been decided.", "info")
+        return redirect(url_for("moderation.suggestion_queue", kind=found.kind))  # type: ignore[return-value]
+    return _suggestion_page(found)
+
+
+def _suggestion_page(found: Suggestion, error: str = "",
+                     values: dict[str, object] | None = None) -> str:
+    proposed = {**suggestions.payload(found), **(values or {})}
+    return render_template("moderation/suggestion.html", item=found,
+                           lines=suggestions.diff(found), proposed=proposed,
+                           current=suggestions.current_values(found.location), error=error,
+                           fields=suggestions.FIELDS, services=SERVICES,
+                           costs=suggestions.COST_OPTIONS)
+
+
+@bp.post("/suggestions/<int:suggestion_id>/approve")
+@auth.moderator_required
+def approve_suggestion(suggestion_id: int) -> Response | tuple[str, int]:
+    """Approve as suggested, or with the moderator's edits (the edit form sends them)."""
+    try:
+        found = suggestions.for_decision(suggestion_id)
+    except suggestions.AlreadyDecided:
+        return _suggestion_already_decided()
+    if found is None:
+        abort(404)
+    edited = _edited_values() if request.form.get("edited") else None
+    try:
+        location = suggestions.approve(found, _me(), edited)
+    except suggestions.InvalidSuggestion as problem:
+        db.session.rollback()
+        again = db.session.get(Suggestion, suggestion_id)
+        if again is None:  # pragma: no cover
+            abort(404)
+        return _suggestion_page(again, str(problem), edited), 422
+    kind = found.kind
+    db.session.commit()
+    flash(f"Approved: {location.name if location else 'the listing'} is updated.", "success")
+    return redirect(url_for("moderation.suggestion_queue", kind=kind))  # type: ignore[return-value]
+
+
+@bp.post("/suggestions/<int:suggestion_id>/reject")
+@auth.moderator_required
+def reject_suggestion(suggestion_id: int) -> Response:
+    """Reject a suggestion with a reason from the short list."""
+    reason = request.form.get("reason", "")
+    if reason not in suggestions.REJECT_REASONS:
+        abort(400)
+    try:
+        found = suggestions.for_decision(suggestion_id)
+    except suggestions.AlreadyDecided:
+        return _suggestion_already_decided()
+    if found is None:
+        abort(404)
+    kind = found.kind
+    suggestions.reject(found, _me(), reason)
+    db.session.commit()
+    flash("Suggestion rejected.", "success")
+    return redirect(url_for("moderation.suggestion_queue", kind=kind))  # type: ignore[return-value]
+
+
+def _suggestion_already_decided() -> Response:
+    db.session.rollback()
+    flash("That suggestion was already decided by another moderator.", "info")
+    return redirect(url_for("moderation.suggestion_queue"))  # type: ignore[return-value]
+
+
+@bp.get("/clinics/<int:location_id>/history")
+@auth.moderator_required
+def listing_history(location_id: int) -> str:
+    """A listing's earlier revisions, newest first, and its facts' sources now."""
+    location = db.session.get(Location, location_id)
+    if location is None:
+        abort(404)
+    return render_template("moderation/history.html", location=location,
+                           revisions=suggestions.revisions(location_id),
+                           current=suggestions.snapshot(location), loads=json.loads)
+
+
+@bp.get("/reverify")
+@auth.moderator_required
+def reverify_queue() -> str:
+    """Listings due for a check: several closure reports first, then the oldest facts."""
+    days = suggestions.reverify_days(current_app.config)
+    items = suggestions.stale_listings(suggestions.today(), days)
+    return render_template("moderation/reverify.html", items=items, days=days)
+
+
+@bp.post("/reverify/<int:location_id>/still-correct")
+@auth.moderator_required
+def still_correct(location_id: int) -> Response:
+    """The moderator checked the listing (by phone or visit): renew its facts' dates."""
+    location = db.session.get(Location, location_id)
+    if location is None:
+        abort(404)
+    suggestions.still_correct(location, _me())
+    db.session.commit()
+    flash(f"{location.name}: marked as checked today.", "success")
+    return redirect(url_for("moderation.reverify_queue"))  # type: ignore[return-value]

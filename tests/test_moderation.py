@@ -18,6 +18,7 @@ from directory.config import Settings
 from directory.extensions import db
 from directory.models import PENDING, PUBLISHED, REJECTED, WITHDRAWN, AuditEntry, Moderator, Review
 from directory.redaction import NotARedaction
+from directory.suggestions import new_suggestion
 from tests.factories import make_clinic, make_review
 from tests.moderation_helpers import (
     cheap_hashing,
@@ -44,6 +45,13 @@ ROUTES = [
     ("GET", "/moderation/account", "moderator"),
     ("POST", "/moderation/account/password", "moderator"),
     ("POST", "/moderation/logout-everywhere", "moderator"),
+    ("GET", "/moderation/suggestions", "moderator"),
+    ("GET", "/moderation/suggestions/{suggestion}", "moderator"),
+    ("POST", "/moderation/suggestions/{suggestion}/approve", "moderator"),
+    ("POST", "/moderation/suggestions/{suggestion}/reject", "moderator"),
+    ("GET", "/moderation/clinics/{clinic}/history", "moderator"),
+    ("GET", "/moderation/reverify", "moderator"),
+    ("POST", "/moderation/reverify/{clinic}/still-correct", "moderator"),
     ("GET", "/moderation/moderators", "admin"),
     ("GET", "/moderation/moderators/new", "admin"),
     ("POST", "/moderation/moderators/new", "admin"),
@@ -67,9 +75,11 @@ def world(app: Flask) -> dict[str, object]:
     moderator = make_moderator()
     admin = make_admin()
     other = make_moderator()
+    suggestion = new_suggestion("correction", clinic.id, {"phone": "(212) 555-0199"}, None,
+                                None)
     db.session.commit()
     return {"clinic": clinic, "review": review, "moderator": moderator, "admin": admin,
-            "other": other}
+            "other": other, "suggestion": suggestion}
 
 
 def url_of(template: str, world: dict[str, object]) -> str:
@@ -78,7 +88,9 @@ def url_of(template: str, world: dict[str, object]) -> str:
     other = world["other"]
     assert isinstance(review, Review)
     assert isinstance(other, Moderator)
-    return template.format(review=review.id, other=other.id)
+    return template.format(review=review.id, other=other.id,
+                           clinic=world["clinic"].id,  # type: ignore[attr-defined]
+                           suggestion=world["suggestion"].id)  # type: ignore[attr-defined]
 
 
 def test_every_moderation_route_is_in_the_matrix(app: Flask) -> None:
