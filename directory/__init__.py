@@ -58,18 +58,20 @@ def register_extensions(app: Flask) -> None:
     csrf.init_app(app)
     limiter.init_app(app)
     compress.init_app(app)
-    from directory.i18n import select_locale
+    from directory.i18n import register_i18n, select_locale
 
     babel.init_app(app, locale_selector=select_locale,
                    default_translation_directories=str(PROJECT_ROOT / "translations"))
+    register_i18n(app)
 
 
 def register_blueprints(app: Flask) -> None:
     """One blueprint per audience."""
-    from directory import api, moderation, public, reviews
+    from directory import api, community, moderation, public, reviews
 
     app.register_blueprint(public.bp)
     app.register_blueprint(reviews.bp)
+    app.register_blueprint(community.bp)
     app.register_blueprint(moderation.bp, url_prefix="/moderation")
     app.register_blueprint(api.bp, url_prefix="/api/v1")
 

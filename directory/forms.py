@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from flask_babel import gettext
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
@@ -16,6 +17,7 @@ from wtforms import (
 from wtforms.validators import AnyOf, Length, NumberRange, Optional, ValidationError
 
 from directory.geo import round_coordinate
+from directory.i18n import N_
 from directory.search import MAX_PAGE, SORTS, SearchQuery
 from directory.taxonomy import COST_FILTERS, HOURS_FILTERS, LANGUAGES, SERVICES
 
@@ -23,24 +25,24 @@ NEAR_MAX = 200
 
 # One friendly sentence per field, shown instead of WTForms' technical messages.
 FRIENDLY_ERRORS: dict[str, str] = {
-    "near": "That place name is too long. Type a ZIP code (like 10011) or a neighbourhood "
-            "name (like Mott Haven).",
-    "lat": "Your location did not come through right. Try a ZIP code or a neighbourhood "
-           "name instead.",
-    "lng": "Your location did not come through right. Try a ZIP code or a neighbourhood "
-           "name instead.",
-    "cost": "One of the cost choices in this link is not one we know. Choose again below.",
-    "lang": "One of the languages in this link is not one we know. Choose again below.",
-    "service": "One of the services in this link is not one we know. Choose again below.",
-    "hours": "One of the opening-hours choices in this link is not one we know. Choose "
-             "again below.",
-    "walk_in": "The walk-in choice in this link did not make sense. Choose again below.",
-    "no_id": "The ID choice in this link did not make sense. Choose again below.",
-    "rated": "The “well rated” choice in this link did not make sense. Choose again "
-             "below.",
-    "sort": "The order asked for in this link is not one we know. Choose again below.",
-    "page": "That page of results does not exist. Start again from the first page.",
-    "tiles": "The map setting in this link did not make sense.",
+    "near": N_("That place name is too long. Type a ZIP code (like 10011) or a neighbourhood "
+               "name (like Mott Haven)."),
+    "lat": N_("Your location did not come through right. Try a ZIP code or a neighbourhood "
+              "name instead."),
+    "lng": N_("Your location did not come through right. Try a ZIP code or a neighbourhood "
+              "name instead."),
+    "cost": N_("One of the cost choices in this link is not one we know. Choose again below."),
+    "lang": N_("One of the languages in this link is not one we know. Choose again below."),
+    "service": N_("One of the services in this link is not one we know. Choose again below."),
+    "hours": N_("One of the opening-hours choices in this link is not one we know. Choose "
+                "again below."),
+    "walk_in": N_("The walk-in choice in this link did not make sense. Choose again below."),
+    "no_id": N_("The ID choice in this link did not make sense. Choose again below."),
+    "rated": N_("The “well rated” choice in this link did not make sense. Choose again "
+                "below."),
+    "sort": N_("The order asked for in this link is not one we know. Choose again below."),
+    "page": N_("That page of results does not exist. Start again from the first page."),
+    "tiles": N_("The map setting in this link did not make sense."),
 }
 
 
@@ -82,7 +84,8 @@ class SearchForm(FlaskForm):
         """The errors as sentences for a person, one per field, without repeats."""
         messages: list[str] = []
         for name in self.errors:
-            message = FRIENDLY_ERRORS.get(name, "Something in this search link did not work.")
+            message = gettext(FRIENDLY_ERRORS.get(name, N_("Something in this search link did "
+                                                           "not work.")))
             if message not in messages:
                 messages.append(message)
         return messages

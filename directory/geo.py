@@ -14,18 +14,20 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import zipcodes
+from flask_babel import gettext
 from geopy.distance import great_circle
 from sqlalchemy import select
 
 from directory.extensions import db
+from directory.i18n import N_
 from directory.models import Neighbourhood
 
 NYC_COUNTIES = {
-    "New York County": "Manhattan",
-    "Kings County": "Brooklyn",
-    "Queens County": "Queens",
-    "Bronx County": "Bronx",
-    "Richmond County": "Staten Island",
+    "New York County": N_("Manhattan"),
+    "Kings County": N_("Brooklyn"),
+    "Queens County": N_("Queens"),
+    "Bronx County": N_("Bronx"),
+    "Richmond County": N_("Staten Island"),
 }
 # A box around the five boroughs, with a little margin for points near the edge.
 NYC_BOUNDS = (40.45, -74.30, 40.95, -73.65)
@@ -79,16 +81,17 @@ def _zip_place(code: str) -> Place:
     found = zip_centroid(code)
     if found is None:
         if zipcodes.is_real(code[:5]):
-            raise PlaceNotFound(
-                f"The ZIP code {code[:5]} is outside New York City. "
-                "Try a ZIP code in the five boroughs, or a neighbourhood name."
-            )
-        raise PlaceNotFound(
-            f"We could not find the ZIP code {code[:5]}. Check the digits, or try a "
-            "neighbourhood name."
-        )
+            raise PlaceNotFound(gettext(
+                "The ZIP code %(zip)s is outside New York City. "
+                "Try a ZIP code in the five boroughs, or a neighbourhood name.", zip=code[:5]
+            ))
+        raise PlaceNotFound(gettext(
+            "We could not find the ZIP code %(zip)s. Check the digits, or try a "
+            "neighbourhood name.", zip=code[:5]
+        ))
     latitude, longitude, borough = found
-    return Place(f"ZIP {code[:5]} ({borough})", latitude, longitude, "zip")
+    return Place(gettext("ZIP %(zip)s (%(borough)s)", zip=code[:5], borough=gettext(borough)),
+                 latitude, longitude, "zip")
 
 
 def _fold(text: str) -> str:
@@ -135,21 +138,21 @@ def neighbourhood_names() -> list[str]:
 
 def _point_place(latitude: float, longitude: float) -> Place:
     if not (-90 <= latitude <= 90 and -180 <= longitude <= 180):
-        raise PlaceNotFound("That location does not look right. Try a ZIP code instead.")
+        raise PlaceNotFound(gettext("That location does not look right. Try a ZIP code instead."))
     latitude, longitude = round_coordinate(latitude), round_coordinate(longitude)
     if not in_nyc(latitude, longitude):
-        raise PlaceNotFound(
+        raise PlaceNotFound(gettext(
             "Your location seems to be outside New York City. Try a ZIP code or a "
             "neighbourhood name."
-        )
-    return Place("your location (about 1 km)", latitude, longitude, "point")
+        ))
+    return Place(gettext("your location (about 1 km)"), latitude, longitude, "point")
 
 
 def resolve_place(near: str, latitude: float | None, longitude: float | None) -> Place | None:
     """Turn what the person gave (a point, a ZIP or a name) into a Place; None if nothing."""
     if latitude is not None or longitude is not None:
         if latitude is None or longitude is None:
-            raise PlaceNotFound("Your location came through incomplete. Try a ZIP code.")
+            raise PlaceNotFound(gettext("Your location came through incomplete. Try a ZIP code."))
         return _point_place(latitude, longitude)
     near = (near or "").strip()
     if not near:
@@ -157,14 +160,15 @@ def resolve_place(near: str, latitude: float | None, longitude: float | None) ->
     if _ZIP.match(near):
         return _zip_place(near)
     if near.isdigit():
-        raise PlaceNotFound("A ZIP code has five digits, like 10011.")
+        raise PlaceNotFound(gettext("A ZIP code has five digits, like 10011."))
     found = find_neighbourhood(near)
     if found is None:
-        raise PlaceNotFound(
+        raise PlaceNotFound(gettext(
             "We could not find a neighbourhood by that name. Try another spelling, a "
             "nearby neighbourhood, or a ZIP code."
-        )
-    return Place(f"{found.name} ({found.borough})", found.latitude, found.longitude,
+        ))
+    # The neighbourhood's name is published data, kept as it is; the borough is translated.
+    return Place(f"{found.name} ({gettext(found.borough)})", found.latitude, found.longitude,
                  "neighbourhood")
 
 

@@ -16,12 +16,14 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, or_
 from sqlalchemy.sql.elements import ColumnElement
 
+from directory.i18n import N_
 from directory.models import Schedule
 
 NEW_YORK = ZoneInfo("America/New_York")
 DAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
-DAY_NAMES = dict(zip(DAYS, ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday",
-                            "Saturday", "Sunday"), strict=True))
+# English names, marked for the catalogs: pages translate them when shown (i18n.tr).
+DAY_NAMES = dict(zip(DAYS, (N_("Monday"), N_("Tuesday"), N_("Wednesday"), N_("Thursday"),
+                            N_("Friday"), N_("Saturday"), N_("Sunday")), strict=True))
 WEEKEND = ("SA", "SU")
 EVENING_MINUTE = 17 * 60
 MIDNIGHT = 24 * 60

@@ -30,6 +30,7 @@ from directory.geo import Place
 # maximum zoom; with tiles this is also as far as OpenStreetMap's tiles go.
 MAX_ZOOM = 18
 MIN_ZOOM = 9
+MARKER_SPACING = 64  # px; see render_map
 CITY_CENTRE = (40.7128, -74.0060)
 
 LEAFLET_JS = "vendor/leaflet/leaflet.js"
@@ -171,10 +172,12 @@ def render_map(
     cluster: bool = True,
     zoom: int = 14,
     static: str = "/static/",
+    words: dict[str, str] | None = None,
 ) -> MapParts:
     """A map of the pins (clustered when asked), around the search place if there is one.
 
     An empty `tiles_url` draws markers on a blank map and makes no tile request at all.
+    `words` are the popups' own words in the page's language ("open", "closed", "unknown").
     """
     if centre is not None:
         location = (centre.latitude, centre.longitude)
@@ -188,12 +191,18 @@ def render_map(
     m.options["min_zoom"] = MIN_ZOOM
     layer: MarkerCluster | None = None
     if cluster:
+        # Points closer than a marker's height plus half a cluster icon (41 + 20 px) are
+        # clustered, so no marker hides part of another: each stays a whole 24 px target
+        # (WCAG 2.5.8), and the list above stays the equivalent for every one.
         layer = MarkerCluster(
-            show_coverage_on_hover=False, spiderfy_on_max_zoom=True, max_cluster_radius=40
+            show_coverage_on_hover=False, spiderfy_on_max_zoom=True,
+            max_cluster_radius=MARKER_SPACING,
         )
         layer.add_to(m)
     _own_assets(m, layer, static)
     data: dict[str, object] = {"clinics": [pin.as_dict() for pin in pins]}
+    if words:
+        data["words"] = dict(words)
     if centre is not None:
         data["centre"] = {"lat": centre.latitude, "lng": centre.longitude}
     markers = ClinicMarkers(

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, current_app, render_template, request, url_for
+from flask_babel import gettext
 from sqlalchemy import func, select
 
-from directory import scores
+from directory import i18n, scores, suggestions
+from directory.assets import versioned
 from directory.extensions import db, limiter
 from directory.forms import SearchForm
 from directory.geo import PlaceNotFound, neighbourhood_names
+from directory.i18n import N_
 from directory.maps import MapParts, Pin, render_map
 from directory.models import ACTIVE, CLOSED, Location, Provenance, Source
 from directory.reviews import CLINIC_PAGE_REVIEWS, public_reviews
@@ -30,9 +33,6 @@ from directory.taxonomy import COST_FILTERS, DOCUMENTS, HOURS_FILTERS, LANGUAGES
 
 bp = Blueprint("public", __name__)
 
-# Facts older than this get a "call before you go" warning.
-STALE_AFTER = timedelta(days=365)
-
 
 @dataclass(frozen=True)
 class Card:
@@ -45,6 +45,7 @@ class Card:
     open_now: bool | None  # None when no hours are known
     badges: list[str]
     rating: scores.Rating = scores.NO_REVIEWS
+    blocks: str = ""  # "about 8 blocks" for short distances, else ""
 
 
 @dataclass(frozen=True)
@@ -58,13 +59,13 @@ class ContactSource:
 
 # Words for Provenance.field, in the order the page names them.
 CONTACT_FIELDS = {
-    "name": "name",
-    "address": "address",
-    "coordinates": "map position",
-    "phone": "phone",
-    "website": "website",
-    "category": "kind of place",
-    "status": "open or closed status",
+    "name": N_("name"),
+    "address": N_("address"),
+    "coordinates": N_("map position"),
+    "phone": N_("phone"),
+    "website": N_("website"),
+    "category": N_("kind of place"),
+    "status": N_("open or closed status"),
 }
 
 
@@ -79,11 +80,7 @@ class SourceGroup:
 
 def format_distance(miles: float | None) -> str:
     """A distance as people read it: "0.4 mi"; "" when there is no place to measure from."""
-    if miles is None:
-        return ""
-    if miles < 0.1:
-        return "under 0.1 mi"
-    return f"{miles:.1f} mi"
+    return i18n.format_distance(miles)
 
 
 @bp.context_processor
@@ -102,7 +99,24 @@ def search_url(query: SearchQuery, tiles_off: bool = False, **changes: Any) -> s
 @bp.app_template_filter("month")
 def format_month(day: date | None) -> str:
     """A date shown only to the month ("November 2018"): enough to judge how fresh it is."""
-    return day.strftime("%B %Y") if day else "date not known"
+    return i18n.format_month(day)
+
+
+def stale_after(config: dict[str, object]) -> timedelta:
+    """How old a fact may be before its page says "call before you go" (REVERIFY_AFTER_DAYS).
+
+    The same age that puts a listing in the moderators' re-verify queue, so the warning
+    and the re-check start on the same day.
+    """
+    return timedelta(days=suggestions.reverify_days(config))
+
+
+def months_between(earlier: date, later: date) -> int:
+    """Whole calendar months from `earlier` to `later`; 0 if `later` is not later."""
+    months = (later.year - earlier.year) * 12 + later.month - earlier.month
+    if later.day < earlier.day:
+        months -= 1
+    return max(months, 0)
 
 
 def address_line(location: Location) -> str:
@@ -121,12 +135,12 @@ def badges(location: Location) -> list[str]:
     found: list[str] = []
     sals = location.services
     if any(c.option == "free" and c.available is True for s in sals for c in s.cost_options):
-        found.append("Free")
+        found.append(gettext("Free"))
     if any(s.walk_in is True for s in sals):
-        found.append("Walk-in")
+        found.append(gettext("Walk-in"))
     if any(d.document == "id" and d.required is False
            for s in sals for d in s.required_documents):
-        found.append("No ID needed")
+        found.append(gettext("No ID needed"))
     return found
 
 
@@ -180,13 +194,18 @@ def _tiles_url(tiles_off: bool) -> str:
 
 
 def _map(pins: list[Pin], tiles_off: bool, **options: object) -> MapParts:
-    return render_map(
+    parts = render_map(
         pins,
         tiles_url=_tiles_url(tiles_off),
         attribution=str(current_app.config.get("MAP_TILES_ATTRIBUTION") or ""),
         static=url_for("static", filename=""),
+        words={"open": gettext("Open now"), "closed": gettext("Closed now"),
+               "unknown": gettext("Hours not known yet")},
         **options,  # type: ignore[arg-type]
     )
+    # Hashed URLs, so phones keep Leaflet for a year instead of asking again each page.
+    return replace(parts, css=[versioned(u) for u in parts.css],
+                   js=[versioned(u) for u in parts.js])
 
 
 def _filter_options() -> FilterOptions:
@@ -236,7 +255,8 @@ def results() -> tuple[str, int]:
         url = url_for("public.clinic", slug=location.slug, **_tile_args(tiles_off))
         open_now = hit.open_now if hours_known(location) else None
         card = Card(location.name, url, address_line(location),
-                    format_distance(hit.distance_miles), open_now, badges(location), hit.rating)
+                    format_distance(hit.distance_miles), open_now, badges(location), hit.rating,
+                    blocks=i18n.format_blocks(hit.distance_miles))
         cards.append(card)
         pins.append(Pin(location.name, location.latitude, location.longitude, url,
                         card.address, card.distance, open_now, hit.rating.label))
@@ -259,7 +279,7 @@ def clinic(slug: str) -> str:
     now = datetime.now(UTC)
     facts = clinic_facts(location, now)
     tiles_off = request.args.get("tiles") == "off"
-    stale_before = now.date() - STALE_AFTER
+    stale_before = now.date() - stale_after(current_app.config)
     ids = [f for f in facts.documents if f.label == DOCUMENTS["id"]]
     insurance = [f for f in facts.documents if f.label == DOCUMENTS["insurance"]]
     other_documents = [f for f in facts.documents if f not in ids and f not in insurance]
@@ -269,7 +289,8 @@ def clinic(slug: str) -> str:
               address_line(location), score=rating.label)
     return render_template(
         "clinic.html", location=location, facts=facts, closed=location.status == CLOSED,
-        address=address_line(location), stale_before=stale_before,
+        address=address_line(location), stale_before=stale_before, today=now.date(),
+        months_between=months_between,
         stale=bool(facts.oldest_verified and facts.oldest_verified < stale_before),
         groups={
             "services": group_by_source(facts.services),
@@ -290,6 +311,33 @@ def clinic(slug: str) -> str:
         rating=rating, min_reviews=scores.MIN_REVIEWS,
         reviews=public_reviews(location.id, CLINIC_PAGE_REVIEWS),
     )
+
+
+@bp.get("/clinics/<slug>/card")
+def clinic_card(slug: str) -> str:
+    """A one-page card to print or save: address, hours, what to bring, transit, phone.
+
+    For people who would rather not keep the site in their history: no map, no script,
+    a discreet title, and nothing on it that says what the directory is about.
+    """
+    location = db.session.execute(
+        select(Location).where(Location.slug == slug[:200])
+    ).scalar_one_or_none()
+    if location is None:
+        abort(404)
+    facts = clinic_facts(location, datetime.now(UTC))
+    return render_template(
+        "card.html", location=location, facts=facts, address=address_line(location),
+        closed=location.status == CLOSED, walk_in=_first_answer(facts.walk_in),
+    )
+
+
+def _first_answer(facts: list[Fact]) -> bool | None:
+    """Yes if any source says yes, no if one says no, None when none says anything."""
+    values = [fact.value for fact in facts if fact.value is not None]
+    if any(values):
+        return True
+    return False if values else None
 
 
 def _tel(phone: str | None) -> str:

@@ -37,6 +37,7 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext
 from flask_wtf import FlaskForm
 from flask_wtf.csrf import CSRFError
 from itsdangerous import BadSignature, URLSafeSerializer
@@ -55,6 +56,7 @@ from wtforms.validators import ValidationError
 from directory import scores, withdrawal
 from directory.extensions import db, limiter
 from directory.hours import NEW_YORK
+from directory.i18n import N_, format_number
 from directory.models import ACTIVE, PENDING, PUBLISHED, WITHDRAWN, Location, Review
 from directory.privacy import ephemeral_store
 from directory.scores import BY_KEY, QUESTIONS, Question
@@ -71,8 +73,10 @@ REVIEWS_PER_PAGE = 50
 REVIEW_RATE_LIMIT = "6 per hour;20 per day"
 WITHDRAW_RATE_LIMIT = "10 per hour;30 per day"
 FORM_TOKEN_SALT = "caremap.review-form.v1"  # noqa: S105 (a salt naming the purpose, not a secret)
-MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
-          "September", "October", "November", "December")
+# English, marked for the catalogs: the form shows them translated (i18n.tr).
+MONTHS = (N_("January"), N_("February"), N_("March"), N_("April"), N_("May"), N_("June"),
+          N_("July"), N_("August"), N_("September"), N_("October"), N_("November"),
+          N_("December"))
 OTHER_SERVICE = "other"
 
 
@@ -173,12 +177,12 @@ def _question_field(question: Question) -> RadioField:
     """Radio buttons with words for one question, and a "skip" that is chosen at first."""
     coerce: Callable[[object], object]
     if question.key == "asked_for_id":
-        choices = [SelectChoice("yes", "Yes"), SelectChoice("no", "No")]
+        choices = [SelectChoice("yes", N_("Yes")), SelectChoice("no", N_("No"))]
         coerce = _yes_no
     else:
         choices = [SelectChoice(str(i), word) for i, word in enumerate(question.choices, 1)]
         coerce = _scale
-    choices.append(SelectChoice("", "Skip this question"))
+    choices.append(SelectChoice("", N_("Skip this question")))
     return RadioField(question.text, choices=choices, coerce=coerce, default="")
 
 
@@ -194,24 +198,27 @@ def clean_text(value: str | None) -> str | None:
 
 def _text_length(form: FlaskForm, field: TextAreaField) -> None:
     if field.data and len(field.data) > TEXT_MAX:
-        raise ValidationError(
-            f"Your text is {len(field.data):,} characters long; the limit is {TEXT_MAX:,}. "
-            "Please shorten it: everything you typed is still here."
-        )
+        raise ValidationError(gettext(
+            "Your text is %(length)s characters long; the limit is %(max)s. "
+            "Please shorten it: everything you typed is still here.",
+            length=format_number(len(field.data)), max=format_number(TEXT_MAX),
+        ))
 
 
+# Marked for the catalogs (N_) and translated when shown (gettext at the point of use).
 FRIENDLY = {
-    "service": "Choose a service from the list, or “Something else”.",
-    "visit_month": "Choose a month from the list, or leave it empty.",
-    "visit_year": "Choose a year from the list, or leave it empty.",
-    "text": "Your text could not be read. Please type it again.",
+    "service": N_("Choose a service from the list, or “Something else”."),
+    "visit_month": N_("Choose a month from the list, or leave it empty."),
+    "visit_year": N_("Choose a year from the list, or leave it empty."),
+    "text": N_("Your text could not be read. Please type it again."),
 }
 TOKEN_MESSAGES = {
-    "invalid": "This form could not be checked. Please look over your answers and send "
-               "them again.",
-    "too_fast": "That was sent very fast. Please look over your answers and send them again.",
-    "expired": "This form was open for more than two hours. Please look over your answers "
-               "and send them again.",
+    "invalid": N_("This form could not be checked. Please look over your answers and send "
+                  "them again."),
+    "too_fast": N_("That was sent very fast. Please look over your answers and send them "
+                   "again."),
+    "expired": N_("This form was open for more than two hours. Please look over your "
+                  "answers and send them again."),
 }
 
 
@@ -225,11 +232,12 @@ class ReviewForm(FlaskForm):
     privacy = _question_field(BY_KEY["privacy"])
     gender_respected = _question_field(BY_KEY["gender_respected"])
     would_recommend = _question_field(BY_KEY["would_recommend"])
-    service = SelectField("Which service did you go for?", default="")
-    visit_month = SelectField("Month", default="", choices=[
-        SelectChoice("", "Month"), *(SelectChoice(str(i), m) for i, m in enumerate(MONTHS, 1))])
-    visit_year = SelectField("Year", default="")
-    text = TextAreaField("In your own words (optional)", filters=[clean_text],
+    service = SelectField(N_("Which service did you go for?"), default="")
+    visit_month = SelectField(N_("Month"), default="", choices=[
+        SelectChoice("", N_("Month")),
+        *(SelectChoice(str(i), m) for i, m in enumerate(MONTHS, 1))])
+    visit_year = SelectField(N_("Year"), default="")
+    text = TextAreaField(N_("In your own words (optional)"), filters=[clean_text],
                          validators=[_text_length])
     # The honeypot: hidden from people (and from screen readers and the tab order), but
     # bots that fill every field fill it too.
@@ -241,12 +249,12 @@ class ReviewForm(FlaskForm):
         codes = sorted({sal.service.code for sal in location.services},
                        key=lambda c: list(SERVICES).index(c) if c in SERVICES else 99)
         self.service.choices = [
-            SelectChoice("", "Choose one (optional)"),
+            SelectChoice("", N_("Choose one (optional)")),
             *(SelectChoice(code, SERVICES.get(code, code)) for code in codes),
-            SelectChoice(OTHER_SERVICE, "Something else"),
+            SelectChoice(OTHER_SERVICE, N_("Something else")),
         ]
         years = range(this_month.year, months_before(this_month, VISIT_MONTHS_BACK).year - 1, -1)
-        self.visit_year.choices = [SelectChoice("", "Year"),
+        self.visit_year.choices = [SelectChoice("", N_("Year")),
                                    *(SelectChoice(str(y), str(y)) for y in years)]
         self._this_month = this_month
         return self
@@ -268,21 +276,23 @@ class ReviewForm(FlaskForm):
         month, year = self.visit_month.data or "", self.visit_year.data or ""
         if bool(month) != bool(year) and not (self.visit_month.errors or self.visit_year.errors):
             field = self.visit_year if month else self.visit_month
-            field.errors.append("Choose both the month and the year of your visit, or neither.")
+            field.errors.append(gettext("Choose both the month and the year of your visit, "
+                                        "or neither."))
             valid = False
         visit = self.visit()
         if visit is not None:
             if visit > self._this_month:
-                self.visit_month.errors.append("The visit month cannot be in the future.")
+                self.visit_month.errors.append(gettext("The visit month cannot be in the "
+                                                       "future."))
                 valid = False
             elif visit < months_before(self._this_month, VISIT_MONTHS_BACK):
-                self.visit_month.errors.append("We only ask about visits in the last three "
-                                               "years.")
+                self.visit_month.errors.append(gettext("We only ask about visits in the last "
+                                                       "three years."))
                 valid = False
         if valid and not self.text.data and all(
                 self[q.key].data is None for q in QUESTIONS):
-            self.form_errors.append("Answer at least one question or write a few words, "
-                                    "then send.")
+            self.form_errors.append(gettext("Answer at least one question or write a few "
+                                            "words, then send."))
             valid = False
         return valid
 
@@ -291,11 +301,12 @@ class ReviewForm(FlaskForm):
         found: list[tuple[str, str]] = [("review-form", m) for m in self.form_errors]
         for question, field in self.question_fields():
             if field.errors:
-                found.append((f"q-{question.key}", "Choose one of the answers to “"
-                              f"{question.text}”, or skip it."))
+                found.append((f"q-{question.key}", gettext(
+                    "Choose one of the answers to “%(question)s”, or skip it.",
+                    question=gettext(question.text))))
         for name in ("service", "visit_month", "visit_year", "text"):
             for error in self[name].errors:
-                friendly = error if _is_ours(error) else FRIENDLY[name]
+                friendly = error if _is_ours(error) else gettext(FRIENDLY[name])
                 found.append((name, friendly))
         return list(dict.fromkeys(found))
 
@@ -377,11 +388,12 @@ class PublicReview:
 
 def _answer_words(question: Question, value: object) -> str:
     if isinstance(value, bool):
-        return "Yes" if value else "No"
+        return str(gettext("Yes") if value else gettext("No"))
     number = int(value)  # type: ignore[call-overload]
     if 1 <= number <= 5:
-        return f"{question.choices[number - 1]} ({number} of 5)"
-    return f"{number} of 5"
+        return str(gettext("%(answer)s (%(num)d of 5)",
+                           answer=gettext(question.choices[number - 1]), num=number))
+    return str(gettext("%(num)d of 5", num=number))
 
 
 def public_reviews(location_id: int, limit: int, offset: int = 0) -> list[PublicReview]:
@@ -394,11 +406,11 @@ def public_reviews(location_id: int, limit: int, offset: int = 0) -> list[Public
     ).scalars().all()
     shown = []
     for row in rows:
-        answers = [(q.short, _answer_words(q, getattr(row, q.key)))
+        answers = [(gettext(q.short), _answer_words(q, getattr(row, q.key)))
                    for q in QUESTIONS if getattr(row, q.key) is not None]
         service = ""
         if row.service_code:
-            service = SERVICES.get(row.service_code, "Something else")
+            service = gettext(SERVICES.get(row.service_code, N_("Something else")))
         shown.append(PublicReview(row.received_month, row.visit_month, service, answers,
                                   row.text or ""))
     return shown
@@ -457,7 +469,7 @@ def send_review(slug: str) -> ResponseReturnValue:
     try:
         check_form_token(token, location.id, now)
     except FormTokenProblem as problem:
-        notices.append(("review-form", TOKEN_MESSAGES[problem.reason]))
+        notices.append(("review-form", gettext(TOKEN_MESSAGES[problem.reason])))
         if problem.reason != "too_fast":
             token = issue_form_token(location.id, now)
     if not form.validate() or notices:
@@ -502,11 +514,11 @@ def all_reviews(slug: str) -> str:
 class WithdrawForm(FlaskForm):
     """The withdrawal form: the code, however it was written down."""
 
-    code = StringField("Your withdrawal code")
+    code = StringField(N_("Your withdrawal code"))
 
 
-NOT_FOUND = ("We could not find a review with that code. Check the six words and try "
-             "again. If the review was already withdrawn, there is nothing left to delete.")
+NOT_FOUND = N_("We could not find a review with that code. Check the six words and try "
+               "again. If the review was already withdrawn, there is nothing left to delete.")
 
 
 @bp.get("/reviews/withdraw")
@@ -524,10 +536,11 @@ def withdraw_send() -> ResponseReturnValue:
     code = (form.code.data or "")[:500]
     if not withdrawal.normalise(code):
         return render_template("reviews/withdraw.html", form=form,
-                               message="Type the six words of your code."), 400
+                               message=gettext("Type the six words of your code.")), 400
     if not withdraw(code):
         # One answer for every code that matches nothing, whatever reviews exist.
-        return render_template("reviews/withdraw.html", form=form, message=NOT_FOUND), 404
+        return render_template("reviews/withdraw.html", form=form,
+                               message=gettext(NOT_FOUND)), 404
     db.session.commit()
     return redirect(url_for("reviews.withdrawn"), 303)
 
@@ -557,8 +570,8 @@ def _retyped_form_page(status: int, notice: str) -> ResponseReturnValue | None:
 @bp.errorhandler(CSRFError)
 def csrf_failed(error: CSRFError) -> ResponseReturnValue:
     """A missing, expired or forged CSRF token: nothing stored, nothing typed lost."""
-    notice = ("This form had expired or did not come from this site, so nothing was sent. "
-              "Please look over your answers and send them again.")
+    notice = gettext("This form had expired or did not come from this site, so nothing "
+                     "was sent. Please look over your answers and send them again.")
     page = _retyped_form_page(400, notice)
     if page is not None:
         return page
@@ -571,9 +584,9 @@ def csrf_failed(error: CSRFError) -> ResponseReturnValue:
 def too_many(error: TooManyRequests) -> ResponseReturnValue:
     """Rate limited: a page that says why, keeping a review's text to send later."""
     if request.endpoint == "reviews.send_review":
-        page = _retyped_form_page(429, "Several reviews came from your connection in a "
-                                       "short time. Please wait an hour, then send again: "
-                                       "your answers are still below.")
+        page = _retyped_form_page(429, gettext(
+            "Several reviews came from your connection in a short time. Please wait an "
+            "hour, then send again: your answers are still below."))
         if page is not None:
             return page
     return render_template("reviews/slow_down.html"), 429

@@ -38,10 +38,12 @@ from typing import Any
 import click
 from flask import Flask
 from flask.cli import with_appcontext
+from flask_babel import gettext, ngettext
 from sqlalchemy import ColumnElement, case, delete, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from directory.extensions import db
+from directory.i18n import N_, format_one_decimal
 from directory.models import PUBLISHED, ClinicScore, Location, Review
 
 MIN_REVIEWS = 3
@@ -62,23 +64,26 @@ class Question:
     choices: tuple[str, ...]  # words for 1..5, or for yes / no
 
 
-AGREE = ("Not at all", "A little", "Somewhat", "Mostly", "Completely")
+# English, marked for the catalogs (N_): pages show them translated (i18n.tr); moderators'
+# pages and stored data keep the English.
+AGREE = (N_("Not at all"), N_("A little"), N_("Somewhat"), N_("Mostly"), N_("Completely"))
 QUESTIONS: tuple[Question, ...] = (
-    Question("respect", "Did staff treat you with respect, without lectures or judgment?",
-             "Treated with respect, no lectures", AGREE),
+    Question("respect", N_("Did staff treat you with respect, without lectures or judgment?"),
+             N_("Treated with respect, no lectures"), AGREE),
     Question("open_about_work",
-             "Could you be open about your work without it being held against you?",
-             "Could be open about work", AGREE),
-    Question("asked_for_id", "Were you asked for ID, insurance or proof of income?",
-             "Asked for ID, insurance or proof of income", ("Yes", "No")),
-    Question("cost_affordable", "Was the cost what you expected, and affordable?",
-             "Cost as expected and affordable", AGREE),
-    Question("privacy", "Did you feel your privacy was protected?",
-             "Privacy protected", AGREE),
-    Question("gender_respected", "Were your gender and name respected?",
-             "Gender and name respected", AGREE),
-    Question("would_recommend", "Would you send a friend here?", "Would send a friend",
-             ("Definitely not", "Probably not", "Not sure", "Probably", "Definitely")),
+             N_("Could you be open about your work without it being held against you?"),
+             N_("Could be open about work"), AGREE),
+    Question("asked_for_id", N_("Were you asked for ID, insurance or proof of income?"),
+             N_("Asked for ID, insurance or proof of income"), (N_("Yes"), N_("No"))),
+    Question("cost_affordable", N_("Was the cost what you expected, and affordable?"),
+             N_("Cost as expected and affordable"), AGREE),
+    Question("privacy", N_("Did you feel your privacy was protected?"),
+             N_("Privacy protected"), AGREE),
+    Question("gender_respected", N_("Were your gender and name respected?"),
+             N_("Gender and name respected"), AGREE),
+    Question("would_recommend", N_("Would you send a friend here?"), N_("Would send a friend"),
+             (N_("Definitely not"), N_("Probably not"), N_("Not sure"), N_("Probably"),
+              N_("Definitely"))),
 )
 BY_KEY = {q.key: q for q in QUESTIONS}
 SCALE_KEYS = tuple(q.key for q in QUESTIONS if len(q.choices) == 5)
@@ -103,8 +108,8 @@ class Summary:
         if not self.answers:
             return ""
         if self.mean is not None:
-            return f"{self.mean:.1f} of 5"
-        return f"{round((self.share_yes or 0) * 100)}% said yes"
+            return str(gettext("%(score)s of 5", score=format_one_decimal(self.mean)))
+        return str(gettext("%(percent)d%% said yes", percent=round((self.share_yes or 0) * 100)))
 
 
 @dataclass(frozen=True)
@@ -119,10 +124,12 @@ class Rating:
     def label(self) -> str:
         """A short line for lists and map popups."""
         if self.score is not None:
-            return f"Respect score {self.score:.1f} of 5 · {self.review_count} reviews"
+            return str(ngettext("Respect score %(score)s of 5 · %(num)d review",
+                                "Respect score %(score)s of 5 · %(num)d reviews",
+                                self.review_count, score=format_one_decimal(self.score)))
         if self.review_count:
-            return "Too few reviews yet for a score"
-        return "Not reviewed yet"
+            return str(gettext("Too few reviews yet for a score"))
+        return str(gettext("Not reviewed yet"))
 
 
 NO_REVIEWS = Rating(review_count=0, score=None)
@@ -173,11 +180,12 @@ def shown_score_expression(means: Mapping[str, float]) -> ColumnElement[Any]:
 
 def well_rated_condition(means: Mapping[str, float]) -> ColumnElement[bool]:
     """SQL condition on Location: a shown score of at least WELL_RATED."""
+    # Correlate with Location only: a score-ordered search also joins clinic_score outside.
     return exists(select(ClinicScore.location_id).where(
         ClinicScore.location_id == Location.id,
         ClinicScore.review_count >= MIN_REVIEWS,
         score_expression(means) >= WELL_RATED,
-    ))
+    ).correlate(Location))
 
 
 def _sums(row: ClinicScore) -> dict[str, int]:

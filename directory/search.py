@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
+from flask_babel import gettext, ngettext
 from sqlalchemy import Select, exists, func, select
 from sqlalchemy.orm import selectinload
 from sqlalchemy.sql.elements import ColumnElement
@@ -98,19 +99,21 @@ class SearchQuery:
 
     def filters_in_use(self) -> list[tuple[str, str, str]]:
         """(filter name, value, label) for every filter in use; languages count as one."""
+        # Labels in the page's language (English outside a request).
         used: list[tuple[str, str, str]] = []
-        used += [("cost", c, COST_FILTERS[c]) for c in self.cost]
+        used += [("cost", c, gettext(COST_FILTERS[c])) for c in self.cost]
         if self.lang:
-            names = ", ".join(LANGUAGES.get(code, code) for code in self.lang)
-            used.append(("lang", "", f"Language: {names}"))
-        used += [("service", s, SERVICES[s]) for s in self.service]
-        used += [("hours", h, HOURS_FILTERS[h]) for h in self.hours]
+            names = ", ".join(gettext(LANGUAGES[code]) if code in LANGUAGES else code
+                              for code in self.lang)
+            used.append(("lang", "", gettext("Language: %(names)s", names=names)))
+        used += [("service", s, gettext(SERVICES[s])) for s in self.service]
+        used += [("hours", h, gettext(HOURS_FILTERS[h])) for h in self.hours]
         if self.walk_in:
-            used.append(("walk_in", "", "Walk-in"))
+            used.append(("walk_in", "", gettext("Walk-in")))
         if self.no_id:
-            used.append(("no_id", "", "No ID needed"))
+            used.append(("no_id", "", gettext("No ID needed")))
         if self.rated:
-            used.append(("rated", "", "Well rated"))
+            used.append(("rated", "", gettext("Well rated")))
         return used
 
     def filter_labels(self) -> list[tuple[str, str]]:
@@ -319,10 +322,12 @@ def loosen_hints(query: SearchQuery, now: datetime) -> list[str]:
     for name, value, label in query.filters_in_use():
         count = _count(filter_conditions(query.without(name, value), now, means))
         if count:
-            plural = "clinic" if count == 1 else "clinics"
-            hints.append(f"Remove “{label}” to see {count} {plural} in the city.")
+            hints.append(ngettext("Remove “%(label)s” to see %(num)d clinic in the city.",
+                                  "Remove “%(label)s” to see %(num)d clinics in the city.",
+                                  count, label=label))
     if not hints and query.filters_in_use():
-        hints.append("Try removing some filters: no clinic in our list matches all of them.")
+        hints.append(gettext("Try removing some filters: no clinic in our list matches all "
+                             "of them."))
     return hints
 
 
@@ -390,6 +395,7 @@ class Fact:
     verified_on: date | None
     context: str = ""
     detail: str = ""
+    service: str = ""  # the service label `context` names, so pages can say it in any language
 
 
 @dataclass
@@ -399,6 +405,8 @@ class DayHours:
     day: str
     intervals: list[str]
     known: bool
+    # (opens, closes) in minutes after midnight, for pages to show in local time form.
+    spans: list[tuple[int, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -434,12 +442,13 @@ def _hours_of(
     for day in hours.DAYS:
         rows = sorted((s for s in sal.schedules if s.byday == day), key=lambda s: s.opens_minute)
         # A day with a zero-length row is a day the source says is closed.
-        intervals = [hours.format_interval(s.opens_minute, s.closes_minute)
-                     for s in rows if s.opens_minute != s.closes_minute]
-        week.append(DayHours(hours.DAY_NAMES[day], intervals, known=bool(rows)))
+        spans = [(s.opens_minute, s.closes_minute) for s in rows
+                 if s.opens_minute != s.closes_minute]
+        intervals = [hours.format_interval(opens, closes) for opens, closes in spans]
+        week.append(DayHours(hours.DAY_NAMES[day], intervals, known=bool(rows), spans=spans))
     first = sal.schedules[0]
     fact = Fact("Hours", True, sources[first.source_id], first.verified_on,
-                context=f"for {_service_label(sal)}")
+                context=f"for {_service_label(sal)}", service=_service_label(sal))
     return week, fact
 
 
@@ -456,23 +465,26 @@ def clinic_facts(location: Location, now: datetime) -> ClinicFacts:
     telehealth: list[Fact] = []
     languages: list[Fact] = []
     for sal in sals:
-        context = f"for {_service_label(sal)}"
+        label = _service_label(sal)
+        context = f"for {label}"
         for cost in sal.cost_options:
             costs.append(Fact(COST_OPTIONS.get(cost.option, cost.option), cost.available,
                               sources[cost.source_id], cost.verified_on, context,
-                              cost.description or ""))
+                              cost.description or "", service=label))
         for doc in sal.required_documents:
             documents.append(Fact(DOCUMENTS.get(doc.document, doc.document), doc.required,
                                   sources[doc.source_id], doc.verified_on, context,
-                                  doc.description or ""))
+                                  doc.description or "", service=label))
         if sal.walk_in is not None:
-            walk_in.append(Fact("Walk-in", sal.walk_in, sal.source, sal.verified_on, context))
+            walk_in.append(Fact("Walk-in", sal.walk_in, sal.source, sal.verified_on, context,
+                                service=label))
         if sal.telehealth is not None:
             telehealth.append(Fact("Telehealth", sal.telehealth, sal.source, sal.verified_on,
-                                   context))
+                                   context, service=label))
         for lang in sal.languages:
             languages.append(Fact(LANGUAGES.get(lang.code, lang.name), True,
-                                  sources[lang.source_id], lang.verified_on, context))
+                                  sources[lang.source_id], lang.verified_on, context,
+                                  service=label))
     week, hours_fact = _hours_of(sals, sources)
     provenance = {p.field: p for p in location.provenance}
     dates = [f.verified_on for f in (*services, *costs, *documents, *walk_in, *languages)

@@ -7,6 +7,8 @@ from urllib.parse import urlsplit
 
 from flask import Flask, Response, current_app, g, request
 
+from directory.assets import IMMUTABLE, is_current_static_request, register_assets
+
 
 def csp_nonce() -> str:
     """This request's script nonce, made on first use."""
@@ -71,6 +73,11 @@ def set_security_headers(response: Response) -> Response:
         # Pages may show what someone searched for: never keep them in a shared cache
         # or in the browser's history cache.
         headers["Cache-Control"] = "no-store"
+    elif response.status_code == 200 and is_current_static_request():
+        # The URL names this exact content (assets.static_url): keep it for a year, so
+        # a slow or metered phone fetches Leaflet once. Static files say nothing about
+        # who asked for them; every site visitor gets the same ones.
+        headers["Cache-Control"] = IMMUTABLE
     return response
 
 
@@ -78,3 +85,4 @@ def register_security(app: Flask) -> None:
     """Install the headers and make the nonce available to templates."""
     app.after_request(set_security_headers)
     app.jinja_env.globals["csp_nonce"] = csp_nonce
+    register_assets(app)

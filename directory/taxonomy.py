@@ -5,81 +5,83 @@ Codes are stable (they appear in URLs and, later, in exports); labels are for pe
 
 from __future__ import annotations
 
+from directory.i18n import N_  # labels stay English here; pages translate them when shown
+
 SERVICES: dict[str, str] = {
-    "sti_testing": "STI testing",
-    "hiv_testing": "HIV testing",
-    "prep": "PrEP (HIV prevention pill)",
-    "pep": "PEP (emergency HIV prevention)",
-    "trans_care": "Trans and gender-affirming care",
-    "harm_reduction": "Harm reduction and syringe services",
-    "mental_health": "Mental health",
-    "reproductive": "Reproductive care",
-    "primary_care": "Primary care",
-    "vaccines": "Vaccines",
-    "condoms": "Free condoms and lube",
+    "sti_testing": N_("STI testing"),
+    "hiv_testing": N_("HIV testing"),
+    "prep": N_("PrEP (HIV prevention pill)"),
+    "pep": N_("PEP (emergency HIV prevention)"),
+    "trans_care": N_("Trans and gender-affirming care"),
+    "harm_reduction": N_("Harm reduction and syringe services"),
+    "mental_health": N_("Mental health"),
+    "reproductive": N_("Reproductive care"),
+    "primary_care": N_("Primary care"),
+    "vaccines": N_("Vaccines"),
+    "condoms": N_("Free condoms and lube"),
 }
 
 # Cost filter values in the URL (`cost=`), as people think of them.
 COST_FILTERS: dict[str, str] = {
-    "free": "Free",
-    "sliding": "Sliding scale",
-    "no_insurance": "No insurance needed",
-    "medicaid": "Medicaid accepted",
+    "free": N_("Free"),
+    "sliding": N_("Sliding scale"),
+    "no_insurance": N_("No insurance needed"),
+    "medicaid": N_("Medicaid accepted"),
 }
 
 # Payment options stored in cost_option.option.
 COST_OPTIONS: dict[str, str] = {
-    "free": "Free",
-    "low_cost": "Low cost",
-    "sliding_fee": "Sliding-scale fee",
-    "medicaid": "Medicaid accepted",
-    "medicare": "Medicare accepted",
+    "free": N_("Free"),
+    "low_cost": N_("Low cost"),
+    "sliding_fee": N_("Sliding-scale fee"),
+    "medicaid": N_("Medicaid accepted"),
+    "medicare": N_("Medicare accepted"),
 }
 
 # Documents stored in required_document.document.
 DOCUMENTS: dict[str, str] = {
-    "id": "Photo or personal ID",
-    "insurance": "Insurance card",
-    "income": "Proof of income",
-    "address": "Proof of address",
+    "id": N_("Photo or personal ID"),
+    "insurance": N_("Insurance card"),
+    "income": N_("Proof of income"),
+    "address": N_("Proof of address"),
 }
 
 HOURS_FILTERS: dict[str, str] = {
-    "open_now": "Open now",
-    "evening": "Evenings (after 5 pm)",
-    "weekend": "Weekends",
+    "open_now": N_("Open now"),
+    "evening": N_("Evenings (after 5 pm)"),
+    "weekend": N_("Weekends"),
 }
 
 # Language names as written in the sources, mapped to ISO 639 codes.
 LANGUAGES: dict[str, str] = {
-    "en": "English",
-    "es": "Spanish",
-    "zh": "Chinese",
-    "ru": "Russian",
-    "ht": "Haitian Creole",
-    "bn": "Bengali",
-    "fr": "French",
-    "ar": "Arabic",
-    "ko": "Korean",
-    "hi": "Hindi",
-    "ur": "Urdu",
-    "pl": "Polish",
-    "yi": "Yiddish",
-    "it": "Italian",
-    "pt": "Portuguese",
-    "ja": "Japanese",
-    "tl": "Tagalog",
-    "el": "Greek",
-    "he": "Hebrew",
-    "pa": "Punjabi",
-    "vi": "Vietnamese",
-    "sq": "Albanian",
-    "wo": "Wolof",
-    "bm": "Bambara",
-    "am": "Amharic",
-    "dyu": "Jula",
-    "de": "German",
-    "asl": "American Sign Language",
+    "en": N_("English"),
+    "es": N_("Spanish"),
+    "zh": N_("Chinese"),
+    "ru": N_("Russian"),
+    "ht": N_("Haitian Creole"),
+    "bn": N_("Bengali"),
+    "fr": N_("French"),
+    "ar": N_("Arabic"),
+    "ko": N_("Korean"),
+    "hi": N_("Hindi"),
+    "ur": N_("Urdu"),
+    "pl": N_("Polish"),
+    "yi": N_("Yiddish"),
+    "it": N_("Italian"),
+    "pt": N_("Portuguese"),
+    "ja": N_("Japanese"),
+    "tl": N_("Tagalog"),
+    "el": N_("Greek"),
+    "he": N_("Hebrew"),
+    "pa": N_("Punjabi"),
+    "vi": N_("Vietnamese"),
+    "sq": N_("Albanian"),
+    "wo": N_("Wolof"),
+    "bm": N_("Bambara"),
+    "am": N_("Amharic"),
+    "dyu": N_("Jula"),
+    "de": N_("German"),
+    "asl": N_("American Sign Language"),
 }
 
 # Other spellings met in the sources.

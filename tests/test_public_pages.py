@@ -458,3 +458,46 @@ def test_the_safety_page_is_honest_about_what_quick_exit_cannot_do(
     assert "private window" in text
     assert "about 1 km" in text
     assert "do not store or log your IP address" in text
+
+
+# --- How old the facts are ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("earlier", "later", "months"), [
+    (date(2026, 5, 25), date(2026, 11, 25), 6),
+    (date(2026, 5, 26), date(2026, 11, 25), 5),  # not yet a whole sixth month
+    (date(2026, 1, 31), date(2026, 2, 28), 0),
+    (date(2025, 12, 1), date(2026, 1, 1), 1),
+    (date(2018, 11, 13), date(2026, 11, 25), 96),
+    (date(2026, 11, 25), date(2026, 11, 25), 0),
+    (date(2026, 12, 1), date(2026, 11, 25), 0),  # a date in the future is not negative
+])
+def test_months_between_counts_whole_calendar_months(
+    earlier: date, later: date, months: int
+) -> None:
+    from directory.public import months_between
+
+    assert months_between(earlier, later) == months
+
+
+def test_facts_older_than_reverify_after_days_say_how_many_months_and_call_first(
+    client: FlaskClient, app: Flask
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from directory.public import months_between
+
+    today = datetime.now(UTC).date()
+    checked = today - timedelta(days=200)
+    old = make_clinic("Half-Year Clinic", source=make_source("half-year", as_of=checked)).slug
+    fresh = make_clinic("Fresh Clinic",
+                        source=make_source("fresh", as_of=today - timedelta(days=30))).slug
+    db.session.commit()
+    months = months_between(checked, today)
+    text = get(client, f"/clinics/{old}").text
+    assert f"Last checked {months} months ago — call before you go" in text
+    assert f"({months} months ago)" in text
+    assert "over a year ago" not in text
+    assert "call before you go" not in get(client, f"/clinics/{fresh}").text
+    app.config["REVERIFY_AFTER_DAYS"] = 365
+    assert "call before you go" not in get(client, f"/clinics/{old}").text

@@ -15,6 +15,9 @@
     return el;
   }
 
+  // The popups' own words, in the page's language (from the server; English fallback).
+  var words = {open: "Open now", closed: "Closed now", unknown: "Hours not known yet"};
+
   function popup(clinic) {
     var box = document.createElement("div");
     box.className = "map-popup";
@@ -32,9 +35,9 @@
     if (clinic.address) { line(box, "p", clinic.address); }
     var facts = [];
     if (clinic.distance) { facts.push(clinic.distance); }
-    if (clinic.open === true) { facts.push("Open now"); }
-    else if (clinic.open === false) { facts.push("Closed now"); }
-    else { facts.push("Hours not known yet"); }
+    if (clinic.open === true) { facts.push(words.open); }
+    else if (clinic.open === false) { facts.push(words.closed); }
+    else { facts.push(words.unknown); }
     line(box, "p", facts.join(" · "), "map-popup-facts");
     // The reviews' line is data too: text, never HTML.
     if (typeof clinic.score === "string" && clinic.score) {
@@ -45,6 +48,9 @@
 
   window.CareMap = {
     addClinics: function (map, layer, data) {
+      ["open", "closed", "unknown"].forEach(function (key) {
+        if (data.words && typeof data.words[key] === "string") { words[key] = data.words[key]; }
+      });
       (data.clinics || []).forEach(function (clinic) {
         var marker = L.marker([clinic.lat, clinic.lng], {
           title: clinic.name,

@@ -28,6 +28,9 @@
   button.hidden = false;
 
   function say(text) { status.textContent = text; }
+  // Words in the page's language come from the button's data-* attributes (translated on
+  // the server); the English ones are the fallback.
+  function words(name, fallback) { return button.getAttribute("data-" + name) || fallback; }
 
   function rounded(value) { return (Math.round(value * 100) / 100).toFixed(2); }
 
@@ -44,23 +47,23 @@
 
   button.addEventListener("click", function () {
     button.disabled = true;
-    say("Finding your location…");
+    say(words("finding", "Finding your location…"));
     navigator.geolocation.getCurrentPosition(function (position) {
       setHidden("lat", rounded(position.coords.latitude));
       setHidden("lng", rounded(position.coords.longitude));
       // The location replaces a typed place, so the search is not ambiguous.
       // Not sent at all, so the shared URL holds only the rounded point.
       if (typed) { typed.disabled = true; }
-      say("Searching near you…");
+      say(words("searching", "Searching near you…"));
       if (form.requestSubmit) { form.requestSubmit(); } else { form.submit(); }
     }, function (error) {
       button.disabled = false;
       if (error.code === error.PERMISSION_DENIED) {
-        say("Your location was not shared, and that is fine. Type a ZIP code or a " +
-            "neighbourhood instead.");
+        say(words("refused", "Your location was not shared, and that is fine. Type a ZIP " +
+                  "code or a neighbourhood instead."));
       } else {
-        say("We could not find your location just now. Type a ZIP code or a " +
-            "neighbourhood instead.");
+        say(words("failed", "We could not find your location just now. Type a ZIP code " +
+                  "or a neighbourhood instead."));
       }
     }, { enableHighAccuracy: false, timeout: 10000, maximumAge: 600000 });
   });

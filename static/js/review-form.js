@@ -13,11 +13,15 @@
   var count = document.getElementById("text-count");
   if (text && count) {
     var max = parseInt(text.getAttribute("data-max"), 10) || 1000;
+    // The sentences come translated from the server, with {count}, {max} and {over} to fill.
+    var fits = count.getAttribute("data-fits") || "{count} of {max} characters";
+    var over = count.getAttribute("data-over") ||
+      "{count} of {max} characters: please shorten it by {over}";
     var update = function () {
       // Line breaks count once, as the server counts them.
       var length = text.value.replace(/\r\n/g, "\n").length;
-      count.textContent = length + " of " + max + " characters" +
-        (length > max ? ": please shorten it by " + (length - max) : "");
+      count.textContent = (length > max ? over : fits).replace("{count}", length)
+        .replace("{max}", max).replace("{over}", length - max);
       count.className = "hint text-count" + (length > max ? " over" : "");
     };
     count.hidden = false;
@@ -31,7 +35,10 @@
   form.addEventListener("submit", function (event) {
     if (sent) { event.preventDefault(); return; }
     sent = true;
-    if (button) { button.setAttribute("aria-disabled", "true"); button.textContent = "Sending…"; }
+    if (button) {
+      button.setAttribute("aria-disabled", "true");
+      button.textContent = button.getAttribute("data-sending") || "Sending…";
+    }
   });
   // Back to this page from the history: allow sending again.
   window.addEventListener("pageshow", function () {
