@@ -69,7 +69,7 @@ class _CommunityForm(FlaskForm):
     """Fields both forms share, and the honeypot and form token."""
 
     phone = _text(_l("Phone number"), 40)
-    hours = _text(_l("Opening hours, as you know them (e.g. Mon–Fri 9–5)"))
+    hours = _text(_l("Opening hours, as you know them (e.g. Mon–Fri 9am–5pm)"))
     walk_in = _yes_no(_l("Can people walk in without an appointment?"))
     id_required = _yes_no(_l("Do they ask for ID?"))
     insurance_required = _yes_no(_l("Do they ask for insurance?"))

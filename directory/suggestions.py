@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from directory import audit
 from directory.extensions import db
 from directory.geo import zip_centroid
-from directory.hours import NEW_YORK
+from directory.hours import DAYS, NEW_YORK, HoursNotUnderstood, Interval, parse_day
 from directory.models import (
     ACTIVE,
     APPROVED,
@@ -40,6 +40,7 @@ from directory.models import (
     Provenance,
     RequiredDocument,
     Review,
+    Schedule,
     Service,
     ServiceAtLocation,
     Source,
@@ -81,7 +82,8 @@ FIELDS: dict[str, str] = {
     "moved_to": "New address (if moved)",
 }
 # Facts written to the listing when approved; the rest the moderator reads and applies by hand.
-APPLIED = ("phone", "walk_in", "id_required", "insurance_required", "cost", "languages")
+APPLIED = ("phone", "services", "hours", "walk_in", "id_required", "insurance_required", "cost",
+           "languages")
 YES_NO = {"yes": True, "no": False}
 _PHONE = re.compile(r"^[0-9()+.\- ]{7,25}( ?(x|ext\.?) ?\d{1,6})?$")
 
@@ -145,6 +147,111 @@ def check_languages(value: str) -> list[str]:
                                     "spelling, or write it in the notes.")
         codes.append(code)
     return list(dict.fromkeys(codes))
+
+
+_DAY_WORD = (r"(?:monday|mon|tuesday|tues|tue|wednesday|weds|wed|thursday|thurs|thur|thu|"
+             r"friday|fri|saturday|sat|sunday|sun|weekdays|weekends?|daily|every ?day)\.?")
+_DAY_HEAD = re.compile(rf"\b{_DAY_WORD}(?:\s*(?:-|–|to|,|&|and|/)\s*{_DAY_WORD})*", re.I)
+_DAY_TOKEN = re.compile(rf"({_DAY_WORD})|(-|–|\bto\b)", re.I)
+_DAY_GROUPS: dict[str, tuple[str, ...]] = {
+    "weekdays": DAYS[:5], "weekend": DAYS[5:], "weekends": DAYS[5:], "daily": DAYS,
+    "everyday": DAYS, "every day": DAYS}
+_MERIDIEM = re.compile(r"[ap]\.?m\b|noon|24", re.I)
+_NO_LONGER = re.compile(r"^\s*(no longer( offered)?:?|not|no)\s+|\s+(no longer offered|"
+                        r"not offered)\s*$", re.I)
+
+
+def _day_codes(head: str) -> list[str]:
+    """The day codes a phrase like "Mon-Fri", "Sat & Sun" or "weekdays" names, in order."""
+    codes: list[str] = []
+    range_from: str | None = None
+    for word, dash in _DAY_TOKEN.findall(head):
+        if dash:
+            range_from = codes[-1] if codes else None
+            continue
+        key = " ".join(word.lower().rstrip(".").split())
+        group = _DAY_GROUPS.get(key)
+        if group:
+            codes.extend(group)
+        else:
+            day = key[:2].upper()
+            if range_from:
+                start, end = DAYS.index(range_from), DAYS.index(day)
+                span = DAYS[start:end + 1] if start <= end else DAYS[start:] + DAYS[:end + 1]
+                codes.extend(span[1:])
+            else:
+                codes.append(day)
+        range_from = None
+    return list(dict.fromkeys(codes))
+
+
+def check_hours(value: str) -> dict[str, tuple[str, list[Interval]]]:
+    """Each named day's intervals ([] = closed) and its text, from "Mon-Fri 9am-5pm; Sat closed".
+
+    Days the text does not name stay unknown. Anything we cannot read is refused
+    (InvalidSuggestion), never guessed: a wrong opening hour sends someone to a locked door.
+    """
+    value = value.strip()
+    heads = list(_DAY_HEAD.finditer(value))
+    refused = InvalidSuggestion(
+        "We could not read those opening hours. Write each day or range of days, then its "
+        "hours, for example “Mon-Fri 9am-5pm; Sat 10am-2pm; Sun closed”.")
+    if not value:
+        return {}
+    if not heads or value[:heads[0].start()].strip(" ,;.\n"):
+        raise refused
+    week: dict[str, tuple[str, list[Interval]]] = {}
+    for n, head in enumerate(heads):
+        end = heads[n + 1].start() if n + 1 < len(heads) else len(value)
+        text = value[head.end():end].strip(" ,;:.\n")
+        try:
+            intervals = parse_day(text)
+        except HoursNotUnderstood:
+            raise refused from None
+        if intervals is None:
+            raise refused
+        # "9-5" with no am/pm reads as 9 am to 5 am: ask rather than guess.
+        if any(i.closes < i.opens for i in intervals) and not _MERIDIEM.search(text):
+            raise InvalidSuggestion("Those opening hours need am or pm, for example "
+                                    "“Mon-Fri 9am-5pm”.")
+        written = f"{head.group(0).strip()} {text}"[:200]
+        for day in _day_codes(head.group(0)):
+            _, earlier = week.get(day, ("", []))
+            week[day] = (written, earlier + intervals)
+    return week
+
+
+def check_services(value: object) -> tuple[list[str], list[str]]:
+    """Service codes offered and no longer offered, from codes or names ("PrEP, no PEP").
+
+    A name we do not know is refused so the moderator can rewrite it; "no", "not" or
+    "no longer offered" before or after a name says the clinic stopped offering it.
+    """
+    parts = ([str(v) for v in value] if isinstance(value, list)
+             else re.split(r"[,;\n]|\band\b", str(value or "")))
+    offered: list[str] = []
+    stopped: list[str] = []
+    for part in (p.strip() for p in parts):
+        if not part:
+            continue
+        name = _NO_LONGER.sub("", part).strip()
+        bucket = stopped if name != part else offered
+        code = _service_code(name)
+        if code is None:
+            raise InvalidSuggestion(f"We do not know the service “{name}”. Use the names "
+                                    "the clinic pages use, for example “STI testing, PrEP”.")
+        bucket.append(code)
+    return list(dict.fromkeys(offered)), list(dict.fromkeys(stopped))
+
+
+def _service_code(name: str) -> str | None:
+    """The taxonomy code for a service named by its code, its label, or its label's start."""
+    key = name.lower().strip()
+    for code, label in SERVICES.items():
+        short = label.split("(")[0].strip().lower()
+        if key in (code, code.replace("_", " "), label.lower(), short):
+            return code
+    return None
 
 
 def nyc_zip(code: str) -> tuple[float, float, str]:
@@ -389,6 +496,18 @@ def apply_values(location: Location, values: dict[str, object], source: Source,
                 cost.available, cost.description = True, None
                 _mark(cost, source, on)
         changed.append("cost")
+    if values.get("services"):
+        changed.extend(_apply_services(location, values["services"], source, on))
+    week = check_hours(str(values.get("hours") or ""))
+    if week and location.services:
+        holder = next((sal for sal in location.services if sal.schedules), location.services[0])
+        holder.schedules[:] = [
+            Schedule(byday=day, opens_minute=i.opens, closes_minute=i.closes,
+                     description=written, source_id=source.id, verified_on=on)
+            for day in DAYS if day in week
+            for written, intervals in (week[day],)
+            for i in (intervals or [Interval(0, 0)])]  # (0, 0): the day is closed
+        changed.append("hours")
     languages = check_languages(str(values.get("languages") or ""))
     if languages:
         for sal in location.services:
@@ -399,6 +518,33 @@ def apply_values(location: Location, values: dict[str, object], source: Source,
         location.moderator_checked = True
         location.modified_at = datetime.now(UTC)
     return changed
+
+
+def _apply_services(location: Location, value: object, source: Source,
+                    on: date) -> list[str]:
+    """Add the services a correction names; remove the ones it says stopped.
+
+    The text lists what the clinic offers now, so a service it leaves out is removed only
+    when a moderator added it; a public source's service goes only when the correction says
+    "no longer offered" (or "no ...") about it, as a moderator then checked that claim.
+    """
+    offered, stopped = check_services(value)
+    organization = location.organization
+    have = {sal.service.code for sal in location.services}
+    for code in offered:
+        if code in have:
+            continue
+        service = next((s for s in organization.services if s.code == code), None)
+        if service is None:  # one Service per organization and code (unique constraint)
+            service = Service(organization=organization, code=code, name=SERVICES[code])
+        location.services.append(ServiceAtLocation(service=service, source_id=source.id,
+                                                   verified_on=on))
+    for sal in list(location.services):
+        code = sal.service.code
+        if code in stopped or (offered and code not in offered
+                               and sal.source_id == source.id):
+            location.services.remove(sal)
+    return ["services"] if offered or stopped else []
 
 
 def approve(suggestion: Suggestion, moderator: Moderator,
@@ -426,6 +572,8 @@ def approve(suggestion: Suggestion, moderator: Moderator,
     else:
         check_phone(str(values.get("phone") or ""))
         check_languages(str(values.get("languages") or ""))
+        check_hours(str(values.get("hours") or ""))
+        check_services(values.get("services") or "")
         before = snapshot(location)
         changed = apply_values(location, values, source, on)
         summary = ", ".join(changed) or "nothing applied automatically"
@@ -471,6 +619,7 @@ def create_clinic(values: dict[str, object], source: Source, on: date) -> Locati
     latitude, longitude, borough = nyc_zip(postal_code)
     phone = check_phone(str(values.get("phone") or ""))
     check_languages(str(values.get("languages") or ""))
+    check_hours(str(values.get("hours") or ""))
     codes = [str(c) for c in values.get("services") or [] if str(c) in SERVICES]  # type: ignore[attr-defined]
     if not codes:
         raise InvalidSuggestion("Choose at least one service the clinic offers.")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import replace
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pytest
 from flask import Flask
@@ -392,3 +392,119 @@ def test_the_search_and_results_pages_link_to_suggest_a_clinic(
     db.session.commit()
     html = client.get(url).get_data(as_text=True)
     assert re.search(r'<a [^>]*href="/suggest"[^>]*>[^<]*Suggest a clinic</a>', html)
+
+
+# --- hours and services corrections ---------------------------------------------------------
+
+
+def _hours_section(page: str) -> str:
+    """The clinic page's opening-hours section."""
+    start = page.index('id="hours-heading"')
+    return page[start:page.index('id="services-heading"')]
+
+
+def test_approved_weekday_hours_reach_the_page_with_the_moderators_source(
+        client: FlaskClient, app: Flask) -> None:
+    from directory.public import format_month
+    from directory.search import clinic_facts
+
+    clinic = make_clinic(hours={"MO": [(600, 720)], "SU": [(600, 720)]})
+    moderator = make_moderator()
+    db.session.commit()
+    send(client, f"/clinics/{clinic.slug}/correct", {
+        "kind": "correction", "hours": "Mon-Fri 9am-5pm, Sat closed"})
+    suggestion = only_suggestion()
+    sign_in(client, moderator)
+    response = post(client, f"/moderation/suggestions/{suggestion.id}/approve")
+    assert response.status_code == 302
+    db.session.expire_all()
+    location = db.session.get(Location, clinic.id)
+    assert location is not None
+    rows = {(s.byday, s.opens_minute, s.closes_minute) for s in location.services[0].schedules}
+    assert rows == {(day, 540, 1020) for day in ("MO", "TU", "WE", "TH", "FR")} | {("SA", 0, 0)}
+    assert {s.verified_on for s in location.services[0].schedules} == {suggestions.today()}
+    hours = _hours_section(client.get(f"/clinics/{clinic.slug}").get_data(as_text=True))
+    assert "9:00 AM – 5:00 PM" in hours
+    assert "Community report, moderator-checked" in hours
+    assert format_month(suggestions.today()) in hours
+    # "Open now" reads the new rows: Wednesday 10 am and 6 pm, then Sunday 11 am (now unknown).
+    wednesday_10am = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
+    assert clinic_facts(location, wednesday_10am).open_now is True
+    assert clinic_facts(location, datetime(2026, 11, 25, 23, 0, tzinfo=UTC)).open_now is False
+    assert clinic_facts(location, datetime(2026, 11, 29, 16, 0, tzinfo=UTC)).open_now is False
+    revision = db.session.execute(select(ListingRevision)).scalar_one()
+    assert ["SU", 600, 720] in json.loads(revision.snapshot)["services"][0]["hours"]
+
+
+def test_unreadable_hours_are_refused_with_a_message_and_change_nothing(
+        client: FlaskClient, app: Flask) -> None:
+    clinic = make_clinic(hours={"MO": [(600, 720)]})
+    moderator = make_moderator()
+    suggestion = suggestions.new_suggestion("correction", clinic.id,
+                                            {"hours": "most mornings", "phone": "212 555 0199"},
+                                            None, None)
+    db.session.commit()
+    sign_in(client, moderator)
+    response = post(client, f"/moderation/suggestions/{suggestion.id}/approve")
+    assert response.status_code == 422
+    assert "We could not read those opening hours" in response.get_data(as_text=True)
+    db.session.expire_all()
+    location = db.session.get(Location, clinic.id)
+    assert location is not None
+    assert location.phone == "(212) 555-0100"
+    assert [(s.byday, s.opens_minute) for s in location.services[0].schedules] == [("MO", 600)]
+    assert db.session.get(Suggestion, suggestion.id).status == PENDING  # type: ignore[union-attr]
+    assert db.session.execute(select(func.count()).select_from(ListingRevision)).scalar() == 0
+    # Edit-then-approve lets the moderator write it so it reads.
+    response = post(client, f"/moderation/suggestions/{suggestion.id}/approve",
+                    {"edited": "1", "hours": "Mon-Fri 9-5"})
+    assert response.status_code == 422
+    assert "need am or pm" in response.get_data(as_text=True)
+    response = post(client, f"/moderation/suggestions/{suggestion.id}/approve",
+                    {"edited": "1", "hours": "Mon-Fri 9am-12pm"})
+    assert response.status_code == 302
+
+
+def test_a_services_correction_adds_a_service_the_search_finds(client: FlaskClient,
+                                                               app: Flask) -> None:
+    from directory.search import SearchQuery, search
+
+    clinic = make_clinic(services=("hiv_testing",))
+    moderator = make_moderator()
+    db.session.commit()
+    when = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
+    assert not search(SearchQuery(service=("prep",)), when).hits
+    send(client, f"/clinics/{clinic.slug}/correct", {
+        "kind": "correction", "services": "HIV testing, PrEP"})
+    sign_in(client, moderator)
+    response = post(client, f"/moderation/suggestions/{only_suggestion().id}/approve")
+    assert response.status_code == 302
+    db.session.expire_all()
+    found = search(SearchQuery(service=("prep",)), when)
+    assert [hit.location.id for hit in found.hits] == [clinic.id]
+    location = db.session.get(Location, clinic.id)
+    assert location is not None
+    prep = next(sal for sal in location.services if sal.service.code == "prep")
+    assert prep.source_id == suggestions.moderators_source().id
+    assert {sal.service.code for sal in location.services} == {"hiv_testing", "prep"}
+
+
+def test_services_leave_only_when_a_moderator_added_them_or_they_stopped(app: Flask) -> None:
+    clinic = make_clinic(services=("hiv_testing", "sti_testing"))
+    moderator = make_moderator()
+    first = suggestions.new_suggestion("correction", clinic.id,
+                                       {"services": "HIV testing, PrEP, Vaccines"}, None, None)
+    suggestions.approve(first, moderator)
+    second = suggestions.new_suggestion(
+        "correction", clinic.id, {"services": "PrEP, no longer offered: HIV testing"},
+        None, None)
+    suggestions.approve(second, moderator)
+    db.session.flush()
+    db.session.expire_all()
+    codes = {sal.service.code for sal in clinic.services}
+    # vaccines (moderator-added, left out) and hiv_testing (said stopped) go; sti_testing stays.
+    assert codes == {"prep", "sti_testing"}
+    bad = suggestions.new_suggestion("correction", clinic.id, {"services": "acupuncture"},
+                                     None, None)
+    with pytest.raises(suggestions.InvalidSuggestion):
+        suggestions.approve(bad, moderator)

@@ -26,7 +26,8 @@ from tests.factories import make_clinic
 
 TRANSLATIONS = PROJECT_ROOT / "translations"
 LANGUAGES = ("es", "zh")
-KEYWORDS = {"_": None, "gettext": None, "ngettext": (1, 2), "N_": None, "lazy_gettext": None}
+KEYWORDS = {"_": None, "_l": None, "gettext": None, "ngettext": (1, 2), "N_": None,
+            "lazy_gettext": None}
 PLACEHOLDER = re.compile(r"%\([a-z_]+\)[sd]|\{[a-z]+\}")
 
 
