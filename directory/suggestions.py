@@ -46,6 +46,9 @@ from directory.models import (
     Source,
     Suggestion,
 )
+
+# Suggestions keep the same month-only time as reviews, from the one helper that makes it.
+from directory.reviews import current_month
 from directory.taxonomy import COST_OPTIONS, LANGUAGES, SERVICES, language_code
 
 MODERATORS_SOURCE = "caremap-moderators"
@@ -95,11 +98,6 @@ class InvalidSuggestion(ValueError):
 def today() -> date:
     """Today in New York: the date facts are verified on."""
     return datetime.now(NEW_YORK).date()
-
-
-def current_month() -> date:
-    """The first day of this month in New York: the only time a suggestion records."""
-    return today().replace(day=1)
 
 
 # --- Storing what the public sends ------------------------------------------------------
