@@ -23,7 +23,7 @@ $(BIN)/python -m pytest $(PYTEST_ARGS) $(1); status=$$?; \
 	exit $$status
 endef
 
-.PHONY: help venv run serve lint test test-sqlite test-postgres bench clean
+.PHONY: help venv run serve lint audit test test-sqlite test-postgres bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -43,23 +43,30 @@ run: venv ## Migrate, import the seed data, serve on http://127.0.0.1:5000 (SQLi
 	@echo "CareMap NYC on http://$(HOST):$(PORT)/ (Ctrl-C stops it)"
 	$(FLASK) run --host $(HOST) --port $(PORT)
 
-serve: venv ## Migrate, then serve with gunicorn (set DATABASE_URL, SECRET_KEY, ...)
-	$(FLASK) db upgrade
-	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
+# The scale path as deployed: production settings, gunicorn's workers, PostgreSQL and Redis.
+serve: venv ## Production mode: gunicorn workers on PostgreSQL and Redis (see README)
+	@for var in SECRET_KEY DATABASE_URL RATELIMIT_STORAGE_URI; do \
+		if [ -z "$${!var:-}" ]; then echo "make serve: set $$var first (README: The scale path)"; exit 2; fi; \
+	done
+	CAREMAP_ENV=production $(FLASK) db upgrade
+	CAREMAP_ENV=production $(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
 lint: venv ## ruff and mypy
 	$(BIN)/ruff check --output-format=concise .
 	$(BIN)/mypy directory
 
-test: lint test-sqlite test-postgres ## Lint, then the suite on SQLite and on PostgreSQL
+audit: venv ## Known vulnerabilities in requirements.txt (pip-audit; fails on any)
+	$(BIN)/python scripts/audit_deps.py requirements.txt
 
-test-sqlite: venv ## The whole suite on SQLite, browser tests included
+test: lint audit test-sqlite test-postgres ## Lint, audit dependencies, then the suite on SQLite and on PostgreSQL
+
+test-sqlite: venv ## The suite on SQLite, browser tests included
 	@echo "== tests on SQLite"
-	@TEST_DATABASE_URL= $(call pytest,)
+	@TEST_DATABASE_URL= $(call pytest,-m "not stack")
 
 # Outside CI a machine without PostgreSQL skips this pass with a message; under CI=true
 # a missing server fails the run (tests/conftest.py refuses to skip there too).
-test-postgres: venv ## The suite (browser tests excepted) on PostgreSQL
+test-postgres: venv ## The suite on PostgreSQL, with the production stack tests (gunicorn, Redis)
 	@echo "== tests on PostgreSQL ($(PG_TEST_URL))"
 	@if ! $(BIN)/python -c '$(PG_PING)' '$(PG_TEST_URL)' 2>/dev/null; then \
 		if [ "$${CI:-}" = "true" ]; then \
@@ -69,7 +76,7 @@ test-postgres: venv ## The suite (browser tests excepted) on PostgreSQL
 		echo "Start it (see README.md) or set PG_TEST_URL to run it."; \
 		exit 0; \
 	fi; \
-	TEST_DATABASE_URL='$(PG_TEST_URL)' $(call pytest,-m "not browser")
+	TEST_DATABASE_URL='$(PG_TEST_URL)' $(call pytest,-m "not browser or stack")
 
 bench: venv ## Run every benchmark in bench/ and print its figures
 	@benches="$(wildcard bench/*.py)"; \
