@@ -10,7 +10,11 @@ from werkzeug.exceptions import HTTPException
 
 from directory.config import PROJECT_ROOT, Settings
 from directory.extensions import babel, compress, csrf, db, limiter, migrate
-from directory.privacy import PathOnlyAccessLog, quiet_werkzeug_access_log
+from directory.privacy import (
+    PathOnlyAccessLog,
+    expire_limits_on_the_window_grid,
+    quiet_werkzeug_access_log,
+)
 from directory.security import register_security
 
 
@@ -57,6 +61,8 @@ def register_extensions(app: Flask) -> None:
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
     csrf.init_app(app)
     limiter.init_app(app)
+    if limiter.enabled:  # a disabled limiter (tests) makes no storage
+        expire_limits_on_the_window_grid(limiter.storage)
     compress.init_app(app)
     from directory.i18n import register_i18n, select_locale
 
@@ -85,6 +91,9 @@ def register_errorhandlers(app: Flask) -> None:
 
     for code in (400, 403, 404, 405, 413, 414, 429, 431, 500):
         app.register_error_handler(code, render_error)
+    from directory import errors
+
+    errors.register(app)
 
 
 def register_logging(app: Flask) -> None:

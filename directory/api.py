@@ -38,6 +38,12 @@ from wtforms import BooleanField, IntegerField, StringField
 from wtforms.validators import NumberRange, Optional, ValidationError
 
 from directory import hsds, scores
+from directory.errors import (
+    DATABASE_ERRORS,
+    RETRY_AFTER_SECONDS,
+    forget_failed_transaction,
+    log_database_error,
+)
 from directory.extensions import csrf, db, limiter
 from directory.forms import SearchForm
 from directory.geo import PlaceNotFound
@@ -188,6 +194,19 @@ def http_problem(error: HTTPException) -> Response:
 bp.register_error_handler(HTTPException, http_problem)
 for _code in (400, 404, 405, 413, 414, 429, 431, 500):
     bp.register_error_handler(_code, http_problem)
+
+
+def database_problem(error: Exception) -> Response:
+    """The database is not answering: a 503 problem with Retry-After, not the HTML page."""
+    forget_failed_transaction()
+    log_database_error(error)
+    return problem(503, "Service Unavailable",
+                   "The database is not answering. Try again in a moment.",
+                   headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
+for _error in DATABASE_ERRORS:
+    bp.register_error_handler(_error, database_problem)
 
 
 def _bad_parameters(errors: list[dict[str, str]]) -> Response:

@@ -137,6 +137,10 @@ class NewAccount:
 def find_moderator(username: str) -> Moderator | None:
     """The moderator with this username, if any."""
     name = normalise_username(username)
+    if not USERNAME_PATTERN.fullmatch(name):
+        # No account has such a name, and one with a NUL byte would make PostgreSQL
+        # refuse the query (a 500 on the sign-in form).
+        return None
     return db.session.execute(
         select(Moderator).where(func.lower(Moderator.username) == name)
     ).scalar_one_or_none()

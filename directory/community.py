@@ -55,8 +55,10 @@ class CheckboxesField(SelectMultipleField):
     option_widget = widgets.CheckboxInput()
 
 
+# No Optional() on choice fields that offer "" or take none: it clears the "not a valid
+# choice" error for a blank value, which was then stored (" " as a walk-in answer).
 def _yes_no(label: str) -> RadioField:
-    return RadioField(label, default="", validators=[Optional()], choices=[
+    return RadioField(label, default="", choices=[
         SelectChoice("yes", _l("Yes")), SelectChoice("no", _l("No")),
         SelectChoice("", _l("Don't know / no change"))])
 
@@ -73,7 +75,7 @@ class _CommunityForm(FlaskForm):
     walk_in = _yes_no(_l("Can people walk in without an appointment?"))
     id_required = _yes_no(_l("Do they ask for ID?"))
     insurance_required = _yes_no(_l("Do they ask for insurance?"))
-    cost = CheckboxesField(_l("Ways to pay"), validators=[Optional()], choices=[
+    cost = CheckboxesField(_l("Ways to pay"), choices=[
         SelectChoice(code, label) for code, label in COST_OPTIONS.items()])
     languages = _text(_l("Languages staff speak, separated by commas"))
     how_known = RadioField(_l("How do you know?"), default="", validators=[Optional()],
@@ -111,7 +113,7 @@ class SuggestForm(_CommunityForm):
     name = _text(_l("Name of the clinic"), 300)
     address_1 = _text(_l("Street address"), 300)
     postal_code = _text(_l("ZIP code"), 10)
-    services = CheckboxesField(_l("What it offers"), validators=[Optional()], choices=[
+    services = CheckboxesField(_l("What it offers"), choices=[
         SelectChoice(code, label) for code, label in SERVICES.items()])
 
     def validate(self, extra_validators=None) -> bool:  # type: ignore[no-untyped-def]

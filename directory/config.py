@@ -90,6 +90,10 @@ class Settings:
             "TESTING": self.testing,
             # As long as the review form's own signed token lives, so a slow writer's form holds.
             "WTF_CSRF_TIME_LIMIT": 7200,
+            # Flask-WTF's HTTPS check wants a same-site Referer, which our no-referrer policy
+            # tells browsers never to send: every form failed in production. The token in
+            # the signed session and the SameSite=Strict cookie are the defence.
+            "WTF_CSRF_SSL_STRICT": False,
             "SESSION_COOKIE_HTTPONLY": True,
             "SESSION_COOKIE_SAMESITE": "Strict",
             "SESSION_COOKIE_SECURE": self.env == "production",

@@ -327,7 +327,10 @@ def _stream(statement: AnySelect) -> Iterator[Any]:
     Run on the session's connection as plain Core: the rows are columns, and skipping the
     ORM's row processing halves the time of a large export.
     """
-    result = db.session.connection().execution_options(yield_per=BATCH).execute(statement)
+    # On the statement, not the connection: Connection.execution_options() changes the
+    # session's connection in place, and every later statement in the transaction (an
+    # UPDATE included) would then run through a server-side cursor, which PostgreSQL refuses.
+    result = db.session.connection().execute(statement.execution_options(yield_per=BATCH))
     for rows in result.partitions():
         yield from rows
 

@@ -15,6 +15,7 @@ with `textContent`, never as HTML.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,9 +61,22 @@ class UnsafeMapAsset(RuntimeError):
     """A map asset would be loaded from another origin: refuse to render it."""
 
 
+# A JSON string token in json.dumps output.
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def _no_braces(match: re.Match[str]) -> str:
+    return match.group(0).replace("{", "\\u007b").replace("}", "\\u007d")
+
+
 def script_json(value: Any) -> str:
-    """JSON that is inert inside an inline <script>, whatever strings it holds."""
+    """JSON that is inert inside an inline <script>, whatever strings it holds.
+
+    Braces inside strings are escaped too: branca compiles each element's rendered script
+    as a Jinja template, so a name holding "{{ ... }}" would otherwise run on the server.
+    """
     text = json.dumps(value, ensure_ascii=True, separators=(",", ":"))
+    text = _JSON_STRING.sub(_no_braces, text)
     return "".join(_SCRIPT_ESCAPES.get(char, char) for char in text)
 
 

@@ -8,6 +8,8 @@ the same person's keys on another day. With Redis as the limiter's storage the d
 secret lives there (SET NX, expiring an hour after the day ends), so every worker hashes
 alike; with `memory://` it lives in this process only. If Redis is unreachable, each
 process falls back to a secret of its own, as Flask-Limiter falls back to in-memory limits.
+The hash is also peppered with a key derived from the app's SECRET_KEY, so a copy of
+Redis, which holds the day's secret, is not enough to reverse its keys.
 
 Access logs carry the method, path (no query string) and status, never the address.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import math
 import re
 import secrets
 import threading
@@ -49,9 +52,21 @@ def seconds_left_in_day(now: datetime) -> int:
     return max(1, int((midnight - now).total_seconds()))
 
 
-def hash_address(address: str, day_secret: bytes) -> str:
-    """Keyed hash of a client address under one day's secret; irreversible without it."""
-    return hmac.new(day_secret, address.encode(), hashlib.sha256).hexdigest()[:32]
+def address_pepper(app_secret: str) -> bytes:
+    """A second key for address hashes, derived from the app's SECRET_KEY.
+
+    The day's secret sits in Redis next to the keys made with it; without this pepper a
+    copy of Redis alone would turn every key back into an address by trying all 2^32
+    IPv4 addresses. With it, that copy also needs the app's own secret.
+    """
+    return hmac.new(app_secret.encode(), b"caremap.rate-limit-address.v1",
+                    hashlib.sha256).digest()
+
+
+def hash_address(address: str, day_secret: bytes, pepper: bytes) -> str:
+    """Keyed hash of a client address under one day's secret and the app's pepper."""
+    return hmac.new(day_secret, pepper + b"\0" + address.encode(),
+                    hashlib.sha256).hexdigest()[:32]
 
 
 class EphemeralStore:
@@ -151,7 +166,47 @@ def rate_limit_key() -> str:
     now = datetime.now(UTC)
     # One hour past midnight, so a request that started just before it still finds it.
     secret = ephemeral_store().day_secret(utc_day(now), seconds_left_in_day(now) + 3600)
-    return hash_address(request.remote_addr or "unknown", secret)
+    pepper = address_pepper(str(current_app.config["SECRET_KEY"]))
+    return hash_address(request.remote_addr or "unknown", secret, pepper)
+
+
+# Add to a limit counter and, on its first hit, make it expire at an absolute moment.
+_INCR_EXPIRE_AT = b"""
+local current = redis.call("incrby", KEYS[1], ARGV[2])
+if tonumber(current) == tonumber(ARGV[2]) then
+    redis.call("expireat", KEYS[1], ARGV[1])
+end
+return current
+"""
+
+
+def window_end(now: float, window: int) -> int:
+    """When a limit counter first hit at `now` expires: the first multiple of `window`
+    seconds at least one whole window later (so it lasts one to two windows)."""
+    return math.ceil((now + window) / window) * window
+
+
+def expire_limits_on_the_window_grid(storage: object) -> None:
+    """Make a Redis limiter storage's counters expire on their window's grid.
+
+    Out of the box a counter expires exactly one window after its first hit, so its TTL
+    tells whoever reads Redis the second a review (or a search) was sent; expiring on the
+    grid says only which window it fell in. Counters last at least their window, so a
+    limit is never looser. Applies to the fixed-window strategy (the default), the only
+    one that counts with `incr`; memory storage is left alone (nobody can dump it).
+    """
+    from limits.storage import RedisStorage
+
+    if not isinstance(storage, RedisStorage):
+        return
+    script = storage.get_connection().register_script(_INCR_EXPIRE_AT)
+
+    def incr(key: str, expiry: int, amount: int = 1) -> int:
+        end = window_end(time.time(), int(expiry))
+        return int(script([storage.prefixed_key(key)], [end, amount]))
+
+    # Replaced on this one object (made by init_app), not on the class all apps share.
+    storage.incr = incr  # type: ignore[method-assign]
 
 
 class PathOnlyAccessLog:

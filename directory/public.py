@@ -268,6 +268,14 @@ def results() -> tuple[str, int]:
     ), 200
 
 
+@bp.app_url_value_preprocessor
+def no_nul_in_slug(endpoint: str | None, values: dict[str, Any] | None) -> None:
+    """A slug with a NUL byte names no clinic, and PostgreSQL would refuse it in the
+    query (a 500): every /clinics/<slug>/... page answers 404 instead."""
+    if values and "\x00" in str(values.get("slug", "")):
+        abort(404)
+
+
 @bp.get("/clinics/<slug>")
 def clinic(slug: str) -> str:
     """One clinic's page: every fact with its source and when it was last verified."""

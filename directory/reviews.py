@@ -31,6 +31,7 @@ from flask import (
     Flask,
     abort,
     current_app,
+    make_response,
     redirect,
     render_template,
     request,
@@ -42,6 +43,7 @@ from flask_wtf import FlaskForm
 from flask_wtf.csrf import CSRFError
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import func, select
+from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import TooManyRequests
 from wtforms import (
     HiddenField,
@@ -53,7 +55,7 @@ from wtforms import (
 )
 from wtforms.validators import ValidationError
 
-from directory import scores, withdrawal
+from directory import errors, scores, withdrawal
 from directory.extensions import db, limiter
 from directory.hours import NEW_YORK
 from directory.i18n import N_, format_number
@@ -474,11 +476,17 @@ def send_review(slug: str) -> ResponseReturnValue:
             token = issue_form_token(location.id, now)
     if not form.validate() or notices:
         return _form_page(location, form, token, 400, notices)
-    if not first_use_of(token, now):
-        return render_template("reviews/already_sent.html", location=location), 409
+    # Written (not committed) before the token is marked used, so a database that fails
+    # here leaves the token unused; a person sending it again is not told "already sent".
     _review, code = new_review(location.id, form.answers())
+    if not first_use_of(token, now):
+        db.session.rollback()
+        return render_template("reviews/already_sent.html", location=location), 409
+    # Rendered before the commit, so nothing after it needs the database: a failure after
+    # the commit would say "nothing was saved" about a review that was kept.
+    page = _thanks(location, code)
     db.session.commit()
-    return _thanks(location, code)
+    return page
 
 
 def _thanks(location: Location, code: str) -> tuple[str, int]:
@@ -495,7 +503,8 @@ def all_reviews(slug: str) -> str:
     if location is None:
         abort(404)
     page = request.args.get("page", "1")
-    number = int(page) if page.isdigit() and 0 < len(page) < 5 else 0
+    # isascii: "²" and other digits that int() refuses pass isdigit() alone.
+    number = int(page) if page.isascii() and page.isdigit() and 0 < len(page) < 5 else 0
     if number < 1:
         abort(404)
     total = db.session.execute(
@@ -590,6 +599,32 @@ def too_many(error: TooManyRequests) -> ResponseReturnValue:
         if page is not None:
             return page
     return render_template("reviews/slow_down.html"), 429
+
+
+DATABASE_NOTICE = N_("Something went wrong on our side, so nothing was saved. Please send "
+                     "it again: your answers are still below.")
+
+
+@bp.errorhandler(OperationalError)
+@bp.errorhandler(InterfaceError)
+def database_failed(error: OperationalError | InterfaceError) -> ResponseReturnValue:
+    """The database failed during a send: nothing was kept, and nothing typed is lost.
+
+    The form comes back with the answers if the database answers again by now; if it is
+    still away, the error page hands the text back to copy.
+    """
+    errors.forget_failed_transaction()
+    errors.log_database_error(error)
+    if request.endpoint != "reviews.send_review":
+        return errors.unavailable_page()
+    try:
+        page = _retyped_form_page(503, gettext(DATABASE_NOTICE))
+    except errors.DATABASE_ERRORS:
+        errors.forget_failed_transaction()
+        page = None
+    if page is None:
+        return errors.unavailable_page(kept_text=clean_text(request.form.get("text")) or "")
+    return errors.with_retry_after(make_response(page))
 
 
 def register_commands(app: Flask) -> None:

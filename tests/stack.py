@@ -76,7 +76,8 @@ def _port_open(port: int) -> bool:
 @contextlib.contextmanager
 def scratch_database(admin_url: str = DEFAULT_PG_ADMIN_URL) -> Iterator[str]:
     """A new, empty database on an existing server, dropped afterwards; yields its URL."""
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    # pre_ping: a fault test may restart the server while this engine's connection idles.
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     name = f"caremap_stack_{uuid.uuid4().hex[:10]}"
     try:
         with admin.connect() as conn:
@@ -318,9 +319,16 @@ class Stack:
             raise RuntimeError(f"flask {' '.join(args)} failed:\n{result.stderr[-2000:]}")
         return result.stdout
 
+    def env_value(self, name: str) -> str:
+        """One setting the app runs with (the same for the CLI and every worker)."""
+        if not hasattr(self, "_env"):
+            self._env = self.env()
+        return self._env[name]
+
     def prepare(self, seed: bool = True) -> None:
         """Migrate the database to head and, if asked, import the real seed data."""
-        self._env = self.env()
+        if not hasattr(self, "_env"):
+            self._env = self.env()
         self.flask("db", "upgrade")
         if seed:
             self.flask("import-clinics")

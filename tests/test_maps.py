@@ -46,6 +46,19 @@ def test_a_hostile_clinic_name_is_inert_in_the_map_script() -> None:
     assert clinic["url"] == "/clinics/x"
 
 
+@pytest.mark.parametrize("name", ["{{ 7*7 }}", "{% if 1 %}x{% endif %}", "{{ unclosed",
+                                  "{#", "{{ config.items() }}"])
+def test_template_syntax_in_a_name_is_neither_run_nor_an_error_on_the_server(name: str) -> None:
+    # branca renders each element's script as a Jinja template: a clinic name holding
+    # template syntax once ran on the server ("{{7*7}}" showed as 49) or gave a 500.
+    pin = Pin(name, 40.74, -74.0, "/clinics/x", address=name, distance="0.4 mi",
+              open_now=True)
+    parts = render_map([pin], tiles_url="", attribution="")
+    clinic = clinic_data(parts.script)["clinics"][0]  # type: ignore[index]
+    assert clinic["name"] == name
+    assert clinic["address"] == name
+
+
 def test_every_asset_is_ours_and_exists_and_nothing_comes_from_a_cdn() -> None:
     parts = render_map([Pin("A", 40.74, -74.0, "/clinics/a")], tiles_url=TILES,
                        attribution="&copy; OpenStreetMap")

@@ -21,6 +21,7 @@ from directory.extensions import db
 from directory.privacy import (
     SECRET_KEY_PREFIX,
     EphemeralStore,
+    address_pepper,
     ephemeral_store,
     hash_address,
     rate_limit_key,
@@ -67,11 +68,15 @@ def redis_uri() -> Iterator[str]:
 
 
 def test_keys_are_hashes_that_change_with_the_secret_not_the_address_in_disguise() -> None:
-    one = hash_address(ADDRESS, b"a" * 32)
+    pepper = address_pepper("app secret")
+    one = hash_address(ADDRESS, b"a" * 32, pepper)
     assert re.fullmatch(r"[0-9a-f]{32}", one)
-    assert hash_address(ADDRESS, b"a" * 32) == one
-    assert hash_address(OTHER, b"a" * 32) != one
-    assert hash_address(ADDRESS, b"b" * 32) != one
+    assert hash_address(ADDRESS, b"a" * 32, pepper) == one
+    assert hash_address(OTHER, b"a" * 32, pepper) != one
+    assert hash_address(ADDRESS, b"b" * 32, pepper) != one
+    # The day's secret alone (all a copy of Redis holds) does not give the key back.
+    assert hash_address(ADDRESS, b"a" * 32, address_pepper("another app")) != one
+    assert hash_address(ADDRESS, b"a" * 32, b"") != one
     assert ADDRESS not in one
 
 
@@ -128,7 +133,8 @@ def test_with_redis_the_app_uses_the_shared_secret(settings: Settings, redis_uri
         key = rate_limit_key()
         secret = redis.Redis.from_url(redis_uri).get(SECRET_KEY_PREFIX + utc_day())
         assert secret is not None
-        assert key == hash_address(ADDRESS, bytes.fromhex(secret.decode()))
+        pepper = address_pepper(shared.config["SECRET_KEY"])
+        assert key == hash_address(ADDRESS, bytes.fromhex(secret.decode()), pepper)
 
 
 def test_a_dead_redis_falls_back_to_memory_and_the_site_still_limits(
