@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, current_app, render_template, request
+from flask import Blueprint, current_app, make_response, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import select
+from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import NotFound, TooManyRequests
 from wtforms import (
     HiddenField,
@@ -28,7 +29,7 @@ from wtforms import (
 )
 from wtforms.validators import Length, Optional
 
-from directory import suggestions
+from directory import errors, suggestions
 from directory.extensions import db, limiter
 from directory.models import ACTIVE, CLOSURE, CORRECTION, NEW_CLINIC, Location
 from directory.reviews import (
@@ -214,14 +215,18 @@ def _receive(form: _CommunityForm, location: Location | None) -> ResponseReturnV
             token = issue_form_token(clinic_id, now)
     if not form.validate() or notices:
         return _page(form, token, 400, location, notices)
-    if not first_use_of(token, now):
-        return render_template("community/thanks.html", location=location,
-                               already=True), 409
     kind = NEW_CLINIC if location is None else str(form.kind.data)
+    # Written before the token is marked used, and the page rendered before the commit,
+    # as for reviews: a database failure leaves the token unused and nothing half-said.
     suggestions.new_suggestion(kind, clinic_id or None, form.values(),
                                form.how_known.data or None, form.notes.data or None)
+    if not first_use_of(token, now):
+        db.session.rollback()
+        return render_template("community/thanks.html", location=location,
+                               already=True), 409
+    page = render_template("community/thanks.html", location=location)
     db.session.commit()
-    return render_template("community/thanks.html", location=location), 200
+    return page, 200
 
 
 @bp.get("/suggest")
@@ -290,6 +295,24 @@ def too_many(error: TooManyRequests) -> ResponseReturnValue:
                                 "time. Please wait an hour, then send again: what you "
                                 "typed is still below.")))
     return page if page is not None else (render_template("reviews/slow_down.html"), 429)
+
+
+@bp.errorhandler(OperationalError)
+@bp.errorhandler(InterfaceError)
+def database_failed(error: OperationalError | InterfaceError) -> ResponseReturnValue:
+    """The database failed during a send: nothing was kept, and nothing typed is lost."""
+    errors.forget_failed_transaction()
+    errors.log_database_error(error)
+    try:
+        page = _retyped(503, str(_l("Something went wrong on our side, so nothing was "
+                                    "saved. Please send it again: what you typed is still "
+                                    "below.")))
+    except errors.DATABASE_ERRORS:
+        errors.forget_failed_transaction()
+        page = None
+    if page is None:
+        return errors.unavailable_page(kept_text=str(request.form.get("notes") or "")[:2000])
+    return errors.with_retry_after(make_response(page))
 
 
 @bp.app_context_processor

@@ -508,3 +508,33 @@ def test_services_leave_only_when_a_moderator_added_them_or_they_stopped(app: Fl
                                      None, None)
     with pytest.raises(suggestions.InvalidSuggestion):
         suggestions.approve(bad, moderator)
+
+
+def test_a_report_whose_write_fails_comes_back_to_send_again(
+        client: FlaskClient, app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database drops the write: a 503 form with what was typed, and the same form
+    sent again once it is back goes in (its one-use token was not spent)."""
+    from sqlalchemy.exc import OperationalError
+
+    location = make_clinic()
+    db.session.commit()
+    url = f"/clinics/{location.slug}/correct"
+    typed = {"kind": "correction", "phone": "212-555-0100", "notes": "Hours <b>changed</b>"}
+
+    def lost(*_args: object, **_kwargs: object) -> None:
+        raise OperationalError("INSERT INTO suggestion ...", {}, ConnectionError("lost"))
+
+    monkeypatch.setattr(suggestions, "new_suggestion", lost)
+    first = hidden(client, url)
+    response = client.post(url, data={**first, **typed})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 503
+    assert response.headers["Retry-After"]
+    assert "nothing was saved" in html
+    assert "Hours &lt;b&gt;changed&lt;/b&gt;" in html
+    assert 'value="212-555-0100"' in html
+    assert db.session.execute(select(func.count()).select_from(Suggestion)).scalar_one() == 0
+
+    monkeypatch.undo()
+    assert client.post(url, data={**first, **typed}).status_code == 200
+    assert only_suggestion().notes == typed["notes"]
