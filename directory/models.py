@@ -286,6 +286,13 @@ class Review(Model):
     __tablename__ = "review"
     __table_args__ = (
         Index("ix_review_status_location", "status", "location_id"),
+        # A clinic's published reviews newest first, and the moderation queue oldest
+        # first, are read in index order: a page never sorts all of a busy clinic's (or
+        # the city's pending) reviews to show 10 of them. asked_for_id rides along so the
+        # clinic page's "people report" counts from the index alone.
+        Index("ix_review_location_status_month", "location_id", "status", "received_month",
+              "id", "asked_for_id"),
+        Index("ix_review_status_month", "status", "received_month", "id"),
         CheckConstraint("status IN ('pending', 'published', 'rejected', 'withdrawn')",
                         name="status"),
     )
