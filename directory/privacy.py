@@ -32,8 +32,9 @@ EXTENSION_KEY = "caremap.ephemeral"
 SECRET_KEY_PREFIX = "caremap:ratelimit-secret:"  # noqa: S105 (a Redis key name, not a secret)
 USED_KEY_PREFIX = "caremap:used:"
 # How long a worker trusts its copy of the day's shared secret before asking Redis again
-# (Redis may have been restarted and hold a new one).
-RECHECK_SECONDS = 300.0
+# (Redis may have been restarted and hold a new one). Until then workers may hash alike
+# addresses apart, loosening limits; two Redis calls a worker every 30 s keep that short.
+RECHECK_SECONDS = 30.0
 # After a Redis error, how long to use process memory before trying Redis again.
 RETRY_SECONDS = 30.0
 REDIS_SCHEMES = ("redis://", "rediss://", "redis+unix://")

@@ -64,21 +64,28 @@ def _unavailable(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
-    """Debian's chromium, headless, started once for the whole run."""
+@contextmanager
+def launched_chromium(unavailable: Callable[[str], object] = _unavailable) -> Iterator[Browser]:
+    """Debian's chromium, headless; `unavailable(reason)` when it cannot be started."""
     if not CHROMIUM.exists():
-        _unavailable(f"no chromium at {CHROMIUM}: install it with `apt-get install -y chromium`")
+        unavailable(f"no chromium at {CHROMIUM}: install it with `apt-get install -y chromium`")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        _unavailable("the playwright package is not installed (requirements-dev.txt)")
+        unavailable("the playwright package is not installed (requirements-dev.txt)")
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             yield chromium
         finally:
             chromium.close()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """Debian's chromium, headless, started once for the whole run."""
+    with launched_chromium() as chromium:
+        yield chromium
 
 
 @contextmanager
