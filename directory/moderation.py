@@ -24,11 +24,13 @@ from flask import (
     request,
     url_for,
 )
+from flask.blueprints import BlueprintSetupState
 from flask.cli import AppGroup
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter, Map
 from wtforms import (
     PasswordField,
     SelectChoice,
@@ -63,9 +65,24 @@ from directory.redaction import (
     removed_count,
     segments,
 )
+from directory.reviews import clean_text
 from directory.taxonomy import SERVICES
 
 bp = Blueprint("moderation", __name__)
+
+
+class RowIdConverter(IntegerConverter):
+    """A row id in a path: at most PostgreSQL's INTEGER, so a larger number is a 404 here
+    rather than a query the database refuses (a 500)."""
+
+    def __init__(self, url_map: Map) -> None:
+        super().__init__(url_map, max=2**31 - 1)
+
+
+@bp.record_once
+def _add_row_id_converter(state: BlueprintSetupState) -> None:
+    # Recorded before any route, so the converter exists when the routes are added.
+    state.app.url_map.converters["row_id"] = RowIdConverter
 
 PER_PAGE = 25
 MAX_TEXT = 5000
@@ -382,7 +399,7 @@ def queue() -> str:
                            has_next=page * PER_PAGE < total, reject_form=RejectForm())
 
 
-@bp.get("/reviews/<int:review_id>")
+@bp.get("/reviews/<row_id:review_id>")
 @auth.moderator_required
 def review(review_id: int) -> str | Response:
     """One pending review with the tools to redact it."""
@@ -408,7 +425,7 @@ def _review_page(found: Review, text_form: RedactTextForm | None = None,
                            flag_value=flag_value, removed=REMOVED)
 
 
-@bp.post("/reviews/<int:review_id>/approve")
+@bp.post("/reviews/<row_id:review_id>/approve")
 @auth.moderator_required
 def approve_review(review_id: int) -> Response:
     """Publish a review as it is."""
@@ -421,7 +438,7 @@ def approve_review(review_id: int) -> Response:
     return redirect(url_for("moderation.queue"))  # type: ignore[return-value]
 
 
-@bp.post("/reviews/<int:review_id>/reject")
+@bp.post("/reviews/<row_id:review_id>/reject")
 @auth.moderator_required
 def reject_review(review_id: int) -> Response:
     """Reject a review, with a reason from the short list."""
@@ -437,7 +454,7 @@ def reject_review(review_id: int) -> Response:
     return redirect(url_for("moderation.queue"))  # type: ignore[return-value]
 
 
-@bp.post("/reviews/<int:review_id>/redact")
+@bp.post("/reviews/<row_id:review_id>/redact")
 @auth.moderator_required
 def redact_review(review_id: int) -> Response | tuple[str, int]:
     """Remove the ticked flagged parts, or apply an edited text, then publish."""
@@ -554,7 +571,7 @@ def new_moderator() -> str | tuple[str, int]:
                            password=password, qr=auth.qr_data_uri(new.totp_uri))
 
 
-@bp.post("/moderators/<int:moderator_id>/disable")
+@bp.post("/moderators/<row_id:moderator_id>/disable")
 @auth.admin_required
 def disable_moderator(moderator_id: int) -> Response:
     """Disable an account and end its sessions (never one's own)."""
@@ -572,7 +589,7 @@ def disable_moderator(moderator_id: int) -> Response:
     return redirect(url_for("moderation.moderators"))  # type: ignore[return-value]
 
 
-@bp.post("/moderators/<int:moderator_id>/unlock")
+@bp.post("/moderators/<row_id:moderator_id>/unlock")
 @auth.admin_required
 def unlock_moderator(moderator_id: int) -> Response:
     """Let a locked account try again."""
@@ -690,7 +707,9 @@ def _edited_values() -> dict[str, object]:
         if key in ("cost", "services") and f"{key}-sent" in request.form:
             values[key] = request.form.getlist(key)
         elif key in request.form:
-            values[key] = request.form.get(key, "").strip()[:300]
+            # Cleaned as the public forms clean them: a NUL byte made PostgreSQL refuse
+            # the write (a 500), and control characters have no place in a listing.
+            values[key] = (clean_text(request.form.get(key, "")) or "")[:300]
     return values
 
 
@@ -706,7 +725,7 @@ def suggestion_queue() -> str:
                            counts=suggestions.pending_counts())
 
 
-@bp.get("/suggestions/<int:suggestion_id>")
+@bp.get("/suggestions/<row_id:suggestion_id>")
 @auth.moderator_required
 def suggestion(suggestion_id: int) -> str | Response:
     """One pending suggestion, with every value editable before approving."""
@@ -729,7 +748,7 @@ def _suggestion_page(found: Suggestion, error: str = "",
                            costs=suggestions.COST_OPTIONS)
 
 
-@bp.post("/suggestions/<int:suggestion_id>/approve")
+@bp.post("/suggestions/<row_id:suggestion_id>/approve")
 @auth.moderator_required
 def approve_suggestion(suggestion_id: int) -> Response | tuple[str, int]:
     """Approve as suggested, or with the moderator's edits (the edit form sends them)."""
@@ -754,7 +773,7 @@ def approve_suggestion(suggestion_id: int) -> Response | tuple[str, int]:
     return redirect(url_for("moderation.suggestion_queue", kind=kind))  # type: ignore[return-value]
 
 
-@bp.post("/suggestions/<int:suggestion_id>/reject")
+@bp.post("/suggestions/<row_id:suggestion_id>/reject")
 @auth.moderator_required
 def reject_suggestion(suggestion_id: int) -> Response:
     """Reject a suggestion with a reason from the short list."""
@@ -780,7 +799,7 @@ def _suggestion_already_decided() -> Response:
     return redirect(url_for("moderation.suggestion_queue"))  # type: ignore[return-value]
 
 
-@bp.get("/clinics/<int:location_id>/history")
+@bp.get("/clinics/<row_id:location_id>/history")
 @auth.moderator_required
 def listing_history(location_id: int) -> str:
     """A listing's earlier revisions, newest first, and its facts' sources now."""
@@ -801,7 +820,7 @@ def reverify_queue() -> str:
     return render_template("moderation/reverify.html", items=items, days=days)
 
 
-@bp.post("/reverify/<int:location_id>/still-correct")
+@bp.post("/reverify/<row_id:location_id>/still-correct")
 @auth.moderator_required
 def still_correct(location_id: int) -> Response:
     """The moderator checked the listing (by phone or visit): renew its facts' dates."""

@@ -269,7 +269,7 @@ class ReviewForm(FlaskForm):
         """The visit month chosen, as its first day; None if not given (or not valid)."""
         try:
             return date(int(self.visit_year.data), int(self.visit_month.data), 1)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # a year past C's int is no month
             return None
 
     def validate(self, extra_validators=None) -> bool:  # type: ignore[no-untyped-def]

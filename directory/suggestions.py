@@ -464,6 +464,11 @@ def apply_values(location: Location, values: dict[str, object], source: Source,
         location.phone = check_phone(phone)
         _provenance(location, "phone", source, on)
         changed.append("phone")
+    # Services first: the facts below then reach a service this adds, and marking a
+    # service as moderator-checked (walk-in) before this ran made it look moderator-added,
+    # so a correction naming one new service removed all the others.
+    if values.get("services"):
+        changed.extend(_apply_services(location, values["services"], source, on))
     walk_in = YES_NO.get(str(values.get("walk_in") or ""))
     if walk_in is not None:
         for sal in location.services:
@@ -494,8 +499,6 @@ def apply_values(location: Location, values: dict[str, object], source: Source,
                 cost.available, cost.description = True, None
                 _mark(cost, source, on)
         changed.append("cost")
-    if values.get("services"):
-        changed.extend(_apply_services(location, values["services"], source, on))
     week = check_hours(str(values.get("hours") or ""))
     if week and location.services:
         holder = next((sal for sal in location.services if sal.schedules), location.services[0])
@@ -618,13 +621,20 @@ def create_clinic(values: dict[str, object], source: Source, on: date) -> Locati
     phone = check_phone(str(values.get("phone") or ""))
     check_languages(str(values.get("languages") or ""))
     check_hours(str(values.get("hours") or ""))
-    codes = [str(c) for c in values.get("services") or [] if str(c) in SERVICES]  # type: ignore[attr-defined]
+    # Once each: a service ticked twice (the public form allows it) broke a unique key.
+    codes = list(dict.fromkeys(str(c) for c in values.get("services") or []  # type: ignore[attr-defined]
+                               if str(c) in SERVICES))
     if not codes:
         raise InvalidSuggestion("Choose at least one service the clinic offers.")
+    import_key = f"community|{address.lower()}|{postal_code}"[:300]
+    # The key is unique: approving a second suggestion of the same place failed in the
+    # database (a 500) instead of telling the moderator.
+    if db.session.execute(select(Location.id).where(Location.import_key == import_key)).first():
+        raise InvalidSuggestion("A clinic at this street address and ZIP code is already "
+                                "listed: reject this one as a duplicate, or correct the address.")
     organization = Organization(name=name)
     location = Location(
-        organization=organization, slug=_slug(name),
-        import_key=f"community|{address.lower()}|{postal_code}"[:300], name=name,
+        organization=organization, slug=_slug(name), import_key=import_key, name=name,
         address_1=address, city=borough if borough != "Manhattan" else "New York",
         postal_code=postal_code, borough=borough, latitude=latitude, longitude=longitude,
         coordinates_precision="zip", phone=phone or None, status=ACTIVE,

@@ -922,6 +922,7 @@ def test_static_files_ignore_any_version(site: Site, values: Values) -> None:
 @example(sent=review_example(visit_month=[str(months_back(THIS_MONTH, 37).month)],
                              visit_year=[str(months_back(THIS_MONTH, 37).year)]))  # too old
 @example(sent=review_example(text=["a" * 1001]))
+@example(sent=review_example(visit_month=["1"], visit_year=["9" * 30]))  # OverflowError: a 500
 @example(sent=review_example(form_token=[TOKEN_TAMPERED]))
 @example(sent=review_example(form_token=["not a token"]))
 @example(sent=review_example(csrf_token=[CSRF_OTHER_SESSION]))
