@@ -70,8 +70,10 @@ _ADDRESS = re.compile(
     # The street name's first word ("125th", "Main", "main"); only a capitalised word may
     # end in a dot ("St. Marks"), so "45 minutes. Dr. Smith" is no address.
     r"|(?:\d{1,3}(?i:st|nd|rd|th)|[A-Z][A-Za-z'-]*\.?|[a-z][A-Za-z'-]*)"
-    r"(?:\s+[A-Z][A-Za-z'-]*\.?){0,2}"  # more capitalised words
-    rf"\s+(?i:{_STREET_TYPES})\b\.?"
+    # More capitalised words, as few as will do: "45 Main Street. Ask Dr. Olsen" ends at
+    # "Street." rather than at "Dr." (a street type too), which hid the name behind it.
+    r"(?:[ \t]+[A-Z][A-Za-z'-]*\.?){0,2}?"
+    rf"[ \t]+(?i:{_STREET_TYPES})\b\.?"
     r")"
 )
 _UNIT = re.compile(r"(?i)\b(?:apt|apartment|unit)\.?\s*#?\s*\d+[a-z]?\b")

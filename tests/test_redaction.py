@@ -59,6 +59,14 @@ def test_street_addresses(address: str) -> None:
     assert flagged(f"she lives at {address} near us") == [("address", address)]
 
 
+@pytest.mark.parametrize("between", [" ", "\n"])
+def test_an_address_ends_at_its_street_word_and_leaves_the_name_after_it(between: str) -> None:
+    # "Dr." is also a street type (drive): the address once ran on to it, and the name
+    # after it was never offered for removal.
+    text = f"I go to 45 Main Street.{between}Ask Dr. Olsen there"
+    assert flagged(text) == [("address", "45 Main Street."), ("name", "Dr. Olsen")]
+
+
 def test_a_street_named_without_a_number() -> None:
     assert flagged("we met on Main Street later") == [("address", "Main Street")]
 
