@@ -191,11 +191,13 @@ def _clinic(slug: str) -> Location:
 
 
 def _page(form: FlaskForm, token: str, status: int, location: Location | None = None,
-          notices: list[tuple[str, str]] | None = None) -> tuple[str, int]:
+          notices: list[tuple[str, str]] | None = None,
+          not_sent: bool = False) -> tuple[str, int]:
+    """The form page; `not_sent`: it comes back for a reason that is not the writer's."""
     template = "community/correct.html" if location else "community/suggest.html"
     return render_template(template, form=form, token=token, location=location,
                            messages=(notices or []) + messages(form),
-                           notes_max=NOTES_MAX), status
+                           notes_max=NOTES_MAX, not_sent=not_sent), status
 
 
 def _receive(form: _CommunityForm, location: Location | None) -> ResponseReturnValue:
@@ -276,7 +278,7 @@ def _retyped(status: int, notice: str) -> ResponseReturnValue | None:
         return None
     token = issue_form_token(location.id if location else NO_CLINIC, time.time())
     form.form_token.data = token
-    return _page(form, token, status, location, [("community-form", notice)])
+    return _page(form, token, status, location, [("community-form", notice)], not_sent=True)
 
 
 @bp.errorhandler(CSRFError)

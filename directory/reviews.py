@@ -437,10 +437,12 @@ def _clinic(slug: str) -> Location:
 
 
 def _form_page(location: Location, form: ReviewForm, token: str, status: int,
-               notices: list[tuple[str, str]] | None = None) -> tuple[str, int]:
+               notices: list[tuple[str, str]] | None = None,
+               not_sent: bool = False) -> tuple[str, int]:
+    """The form page; `not_sent`: it comes back for a reason that is not the writer's."""
     messages = (notices or []) + form.messages()
     return render_template("reviews/form.html", location=location, form=form, token=token,
-                           messages=messages, text_max=TEXT_MAX), status
+                           messages=messages, text_max=TEXT_MAX, not_sent=not_sent), status
 
 
 def _rate(name: str, default: str) -> str:
@@ -573,7 +575,7 @@ def _retyped_form_page(status: int, notice: str) -> ResponseReturnValue | None:
     form = ReviewForm().setup(location, current_month())
     token = issue_form_token(location.id, time.time())
     form.form_token.data = token
-    return _form_page(location, form, token, status, [("review-form", notice)])
+    return _form_page(location, form, token, status, [("review-form", notice)], not_sent=True)
 
 
 @bp.errorhandler(CSRFError)

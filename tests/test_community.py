@@ -109,6 +109,8 @@ def test_a_failed_form_keeps_everything_typed_and_escapes_it(client: FlaskClient
     assert "<script>alert(1)</script>" not in html
     assert html.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 4
     assert "five boroughs" in html  # the ZIP is outside NYC
+    assert "Please check these" in html
+    assert "Not sent yet" not in html
     assert "does not look like a phone number" in html
     assert "Klingon" in html
     assert "Tick at least one" in html
@@ -133,6 +135,7 @@ def test_a_missing_csrf_token_keeps_what_was_typed(client: FlaskClient, app: Fla
     html = response.get_data(as_text=True)
     assert response.status_code == 400
     assert "nothing was sent" in html
+    assert "Not sent yet" in html
     assert "Mon-Fri 10-6 &lt;script&gt;" in html
 
 

@@ -311,6 +311,9 @@ def test_a_missing_or_forged_csrf_token_is_a_friendly_400_that_keeps_the_text(
         hidden["csrf_token"] = token
     page, html = send(client, slug, 400, hidden=hidden, respect="2", text="words to keep")
     assert "nothing was sent" in page.text
+    # Not the writer's mistake: the heading does not ask them to check their answers.
+    assert "Not sent yet" in page.text
+    assert "Please check" not in page.text
     assert "words to keep" in page.text
     assert "checked" in page.all("input", name="respect", value="2")[0]
     assert page.all("a", id="quick-exit")
