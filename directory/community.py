@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, current_app, make_response, render_template, request
+from flask import Blueprint, current_app, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
@@ -303,18 +303,10 @@ def too_many(error: TooManyRequests) -> ResponseReturnValue:
 @bp.errorhandler(InterfaceError)
 def database_failed(error: OperationalError | InterfaceError) -> ResponseReturnValue:
     """The database failed during a send: nothing was kept, and nothing typed is lost."""
-    errors.forget_failed_transaction()
-    errors.log_database_error(error)
-    try:
-        page = _retyped(503, str(_l("Something went wrong on our side, so nothing was "
-                                    "saved. Please send it again: what you typed is still "
-                                    "below.")))
-    except errors.DATABASE_ERRORS:
-        errors.forget_failed_transaction()
-        page = None
-    if page is None:
-        return errors.unavailable_page(kept_text=str(request.form.get("notes") or "")[:2000])
-    return errors.with_retry_after(make_response(page))
+    notice = str(_l("Something went wrong on our side, so nothing was saved. Please send it "
+                    "again: what you typed is still below."))
+    return errors.form_failed(error, lambda: _retyped(503, notice),
+                              kept_text=str(request.form.get("notes") or "")[:2000])
 
 
 @bp.app_context_processor

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 
 from flask import Flask, Response, make_response, render_template
+from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
 from directory.extensions import db
@@ -43,6 +45,26 @@ def unavailable_page(kept_text: str = "") -> Response:
     """The 503 page; `kept_text` is what a person typed, handed back to copy."""
     page = render_template("error.html", code=503, error=None, kept_text=kept_text)
     return with_retry_after(make_response(page, 503))
+
+
+def form_failed(error: Exception, retyped: Callable[[], ResponseReturnValue | None],
+                kept_text: str) -> ResponseReturnValue:
+    """A form's send met a failing database: nothing was kept, and nothing typed is lost.
+
+    `retyped()` renders the form again with what was sent (None when the request was not
+    a send); if the database is still away for that too, the 503 page hands `kept_text`
+    back to copy.
+    """
+    forget_failed_transaction()
+    log_database_error(error)
+    try:
+        page = retyped()
+    except DATABASE_ERRORS:
+        forget_failed_transaction()
+        page = None
+    if page is None:
+        return unavailable_page(kept_text=kept_text)
+    return with_retry_after(make_response(page))
 
 
 def database_unavailable(error: Exception) -> Response:

@@ -31,7 +31,6 @@ from flask import (
     Flask,
     abort,
     current_app,
-    make_response,
     redirect,
     render_template,
     request,
@@ -615,18 +614,8 @@ def database_failed(error: OperationalError | InterfaceError) -> ResponseReturnV
     The form comes back with the answers if the database answers again by now; if it is
     still away, the error page hands the text back to copy.
     """
-    errors.forget_failed_transaction()
-    errors.log_database_error(error)
-    if request.endpoint != "reviews.send_review":
-        return errors.unavailable_page()
-    try:
-        page = _retyped_form_page(503, gettext(DATABASE_NOTICE))
-    except errors.DATABASE_ERRORS:
-        errors.forget_failed_transaction()
-        page = None
-    if page is None:
-        return errors.unavailable_page(kept_text=clean_text(request.form.get("text")) or "")
-    return errors.with_retry_after(make_response(page))
+    return errors.form_failed(error, lambda: _retyped_form_page(503, gettext(DATABASE_NOTICE)),
+                              kept_text=clean_text(request.form.get("text")) or "")
 
 
 def register_commands(app: Flask) -> None:
