@@ -70,7 +70,10 @@ def safe_next(target: str | None) -> str:
     """A same-site path to go back to, or "/": never another host or scheme."""
     target = (target or "").strip()
     if (not target.startswith("/") or target.startswith(("//", "/\\"))
-            or len(target) > NEXT_MAX or any(ord(ch) < 32 or ord(ch) == 127 for ch in target)):
+            or len(target) > NEXT_MAX
+            # Our own links never hold raw whitespace or control characters; "/ /evil.example"
+            # is junk at best, and browsers are lenient with what they strip.
+            or any(ord(ch) < 32 or ord(ch) == 127 or ch.isspace() for ch in target)):
         return "/"
     parts = urlsplit(target)
     if parts.scheme or parts.netloc:

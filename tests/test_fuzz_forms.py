@@ -881,6 +881,7 @@ ON_SITE = ("/", "/clinics?near=10011", "/about", "/clinics/x?tiles=off&near=1001
 @example(code="es", next_values=["//evil.example"])
 @example(code="es", next_values=["https://evil.example"])
 @example(code="zh", next_values=["/\\evil.example"])
+@example(code="es", next_values=["/ /evil.example"])  # was kept as a path
 def test_language_switch_never_sends_a_browser_off_site(site: Site, code: str,
                                                         next_values: Values) -> None:
     response = site.client.get("/language/" + quote(code, safe="").replace(".", "%2E"),
