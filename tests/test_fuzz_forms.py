@@ -526,7 +526,9 @@ class Site:
             TOKEN_TOO_FAST: issue_form_token(clinic_id, now),
             TOKEN_EXPIRED: issue_form_token(clinic_id, now - MAX_FORM_AGE - 60),
             TOKEN_OTHER_CLINIC: issue_form_token(clinic_id + 1000, now - 10),
-            TOKEN_TAMPERED: fresh[:-1] + ("A" if fresh[-1] != "A" else "B"),
+            # The first character, not the last: a signature's last base64 character
+            # carries unused bits, so changing it could leave the same bytes (a valid token).
+            TOKEN_TAMPERED: ("A" if fresh[0] != "A" else "B") + fresh[1:],
             SLUG_OPEN: self.open_slug, SLUG_CLOSED: self.closed_slug,
         }
 
